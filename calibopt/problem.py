@@ -1,0 +1,420 @@
+"""The calibration problem: validated data for every method.
+
+A calibration problem asks for weights ``w`` (one per unit) close to initial (design) weights
+``d`` such that the weighted totals ``X @ w`` hit the target totals ``b``:
+
+* ``X`` has one row per target and one column per unit (``scipy.sparse`` CSR internally);
+* ``b`` holds the target totals;
+* absolute bounds ``lower <= w <= upper`` and ratio bounds ``L <= w / d <= U`` may apply
+  (R ``survey``'s ``bounds=c(L, U)`` are ratio bounds on ``g = w / d``);
+* an optional relative tolerance turns target ``j`` into ``|X_j w - b_j| <= tol_j |b_j|``.
+
+Validation happens here, once, at the boundary: every bad input raises
+:class:`~calibopt.errors.InvalidProblemError` naming the argument and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import InvalidProblemError
+
+__all__ = ["CalibrationProblem"]
+
+ArrayLike = Any
+
+
+def _as_float_vector(value: ArrayLike, name: str, length: int | None = None) -> np.ndarray:
+    """Convert ``value`` to a 1-D float64 array, with errors naming ``name``."""
+    if isinstance(value, pd.Series | pd.Index):
+        value = value.to_numpy()
+    arr = np.asarray(value)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise InvalidProblemError(
+            f"`{name}` must be numeric, got dtype {arr.dtype}; convert it with "
+            f"pd.to_numeric or np.asarray(..., dtype=float)."
+        )
+    arr = arr.astype(np.float64, copy=False).reshape(-1) if arr.ndim <= 1 else arr
+    if arr.ndim != 1:
+        raise InvalidProblemError(f"`{name}` must be one-dimensional, got shape {arr.shape}.")
+    if length is not None and arr.shape[0] != length:
+        raise InvalidProblemError(
+            f"`{name}` has length {arr.shape[0]} but {length} was expected."
+        )
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _broadcast(value: ArrayLike, name: str, length: int, default: float) -> np.ndarray:
+    """A scalar, None or a vector -> float64 vector of ``length`` (None -> ``default``)."""
+    if value is None:
+        return np.full(length, default)
+    if np.ndim(value) == 0:
+        v = float(value)
+        if np.isnan(v):
+            raise InvalidProblemError(f"`{name}` is NaN; use None or +/-inf for no bound.")
+        return np.full(length, v)
+    arr = _as_float_vector(value, name, length)
+    bad = np.flatnonzero(np.isnan(arr))
+    if bad.size:
+        raise InvalidProblemError(
+            f"`{name}` has NaN at position(s) {bad[:5].tolist()}; use +/-inf for no bound."
+        )
+    return arr
+
+
+def _pair(value: ArrayLike, name: str) -> tuple[ArrayLike, ArrayLike]:
+    if value is None:
+        return None, None
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise InvalidProblemError(
+            f"`{name}` must be a pair (lower, upper) of scalars, arrays or None; got {value!r}."
+        ) from None
+    return lo, hi
+
+
+def _to_csr(X: ArrayLike) -> sp.csr_matrix:
+    """Convert X (sparse, ndarray or DataFrame) to canonical float64 CSR without densifying."""
+    if isinstance(X, pd.DataFrame):
+        non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        if non_numeric:
+            raise InvalidProblemError(
+                f"`X` has non-numeric column(s) {non_numeric[:5]}; encode them first "
+                f"(see calibopt.problem_from_margins for categorical margins)."
+            )
+        X = X.to_numpy(dtype=np.float64)
+    if sp.issparse(X):
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+            raise InvalidProblemError(f"`X` must be numeric, got dtype {X.dtype}.")
+        csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    else:
+        arr = np.asarray(X)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise InvalidProblemError(
+                f"`X` must be numeric, got dtype {arr.dtype}; convert non-numeric columns first."
+            )
+        if arr.ndim != 2:
+            raise InvalidProblemError(
+                f"`X` must be two-dimensional (targets x units), got shape {arr.shape}."
+            )
+        csr = sp.csr_matrix(arr.astype(np.float64, copy=False))
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    csr.sort_indices()
+    return csr
+
+
+class CalibrationProblem:
+    """A validated calibration problem.
+
+    Parameters
+    ----------
+    X
+        Matrix of shape ``(n_targets, n_units)``: entry ``(j, i)`` is unit ``i``'s contribution
+        to target ``j``. ``scipy.sparse`` (any format), dense array or numeric DataFrame.
+        Kept sparse (CSR); never densified.
+    targets
+        Target totals ``b``, length ``n_targets``.
+    initial_weights
+        Initial (design) weights ``d >= 0``, length ``n_units``; default all ones. Units with
+        ``d = 0`` keep weight 0 in the distance methods.
+    bounds
+        Absolute weight bounds ``(lower, upper)``: scalars, arrays of length ``n_units`` or
+        None (no bound). ``bounds=(0, None)`` keeps weights non-negative.
+    ratio_bounds
+        Bounds ``(L, U)`` on ``g = w / d`` (R ``survey``'s ``bounds``), scalars or arrays.
+    tolerance
+        Relative tolerance per target (scalar or array, >= 0): target ``j`` is met when
+        ``|X_j w - b_j| <= tolerance_j * |b_j|``. 0 means exact.
+    target_names
+        Unique names, default ``"target_0"``, ``"target_1"``, ...
+    groups
+        Group label per target (e.g. ``"state/snap"``), used by loss normalisation and by
+        the diagnostics. Default: each target its own group.
+    unit_ids
+        Optional identifiers of the units (length ``n_units``), carried into results.
+
+    Attributes
+    ----------
+    X : scipy.sparse.csr_matrix
+    targets, initial_weights, lower, upper, ratio_lower, ratio_upper, tolerance : ndarray
+    target_names : list of str
+    groups : ndarray of object
+    """
+
+    def __init__(
+        self,
+        X: ArrayLike,
+        targets: ArrayLike,
+        initial_weights: ArrayLike | None = None,
+        bounds: tuple[ArrayLike, ArrayLike] | None = None,
+        ratio_bounds: tuple[ArrayLike, ArrayLike] | None = None,
+        tolerance: ArrayLike = 0.0,
+        target_names: Sequence[str] | None = None,
+        groups: Sequence[Any] | None = None,
+        unit_ids: ArrayLike | None = None,
+    ) -> None:
+        self.X = _to_csr(X)
+        m, n = self.X.shape
+        if m == 0 or n == 0:
+            raise InvalidProblemError(
+                f"`X` is empty (shape {self.X.shape}); a problem needs at least one target "
+                f"and one unit."
+            )
+        self._check_finite_matrix()
+        if isinstance(targets, pd.Series) and target_names is None:
+            target_names = [str(i) for i in targets.index]
+        self.targets = _as_float_vector(targets, "targets")
+        if self.targets.shape[0] != m:
+            raise InvalidProblemError(
+                f"`targets` has length {self.targets.shape[0]} but `X` has {m} rows "
+                f"(one row per target); X must be shaped (n_targets, n_units) = "
+                f"({self.targets.shape[0]}, n_units). Transpose X if it is (units x targets)."
+            )
+        self.target_names = self._names(target_names, m)
+        bad = np.flatnonzero(~np.isfinite(self.targets))
+        if bad.size:
+            raise InvalidProblemError(
+                f"`targets` has non-finite value(s) at {self._label(bad)}."
+            )
+        if initial_weights is None:
+            self.initial_weights = np.ones(n)
+        else:
+            self.initial_weights = _as_float_vector(initial_weights, "initial_weights")
+            if self.initial_weights.shape[0] != n:
+                raise InvalidProblemError(
+                    f"`initial_weights` has length {self.initial_weights.shape[0]} but `X` has "
+                    f"{n} columns (one per unit)."
+                )
+        d = self.initial_weights
+        bad = np.flatnonzero(~np.isfinite(d))
+        if bad.size:
+            raise InvalidProblemError(
+                f"`initial_weights` has non-finite value(s) at unit(s) {bad[:5].tolist()}."
+            )
+        bad = np.flatnonzero(d < 0)
+        if bad.size:
+            raise InvalidProblemError(
+                f"`initial_weights` must be >= 0; {bad.size} negative value(s), first at "
+                f"unit(s) {bad[:5].tolist()} (e.g. {d[bad[0]]:g})."
+            )
+        lo, hi = _pair(bounds, "bounds")
+        self.lower = _broadcast(lo, "bounds[0] (lower)", n, -np.inf)
+        self.upper = _broadcast(hi, "bounds[1] (upper)", n, np.inf)
+        self._check_order(self.lower, self.upper, "bounds")
+        rlo, rhi = _pair(ratio_bounds, "ratio_bounds")
+        self.ratio_lower = _broadcast(rlo, "ratio_bounds[0] (L)", n, -np.inf)
+        self.ratio_upper = _broadcast(rhi, "ratio_bounds[1] (U)", n, np.inf)
+        self._check_order(self.ratio_lower, self.ratio_upper, "ratio_bounds")
+        self.has_ratio_bounds = ratio_bounds is not None
+        tol = _broadcast(tolerance, "tolerance", m, 0.0)
+        bad = np.flatnonzero(~(tol >= 0) | ~np.isfinite(tol))
+        if bad.size:
+            raise InvalidProblemError(
+                f"`tolerance` must be finite and >= 0; bad value at {self._label(bad)}."
+            )
+        self.tolerance = tol
+        if groups is None:
+            self.groups = np.asarray(self.target_names, dtype=object)
+        else:
+            g = np.asarray(list(groups), dtype=object)
+            if g.shape != (m,):
+                raise InvalidProblemError(
+                    f"`groups` has length {g.shape[0] if g.ndim else 0} but there are {m} targets."
+                )
+            self.groups = g
+        if unit_ids is not None:
+            ids = np.asarray(unit_ids)
+            if ids.shape != (n,):
+                raise InvalidProblemError(
+                    f"`unit_ids` has shape {ids.shape} but there are {n} units."
+                )
+            self.unit_ids = ids
+        else:
+            self.unit_ids = None
+        self._csc: sp.csc_matrix | None = None
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_finite_matrix(self) -> None:
+        bad = np.flatnonzero(~np.isfinite(self.X.data))
+        if bad.size:
+            rows = np.searchsorted(self.X.indptr, bad, side="right") - 1
+            cols = self.X.indices[bad]
+            where = ", ".join(f"(row {r}, column {c})" for r, c in zip(rows[:5], cols[:5]))
+            raise InvalidProblemError(
+                f"`X` has {bad.size} non-finite entr{'y' if bad.size == 1 else 'ies'} "
+                f"(NaN or inf) at {where}; impute or drop them before calibrating."
+            )
+
+    def _names(self, names: Sequence[str] | None, m: int) -> list[str]:
+        if names is None:
+            return [f"target_{j}" for j in range(m)]
+        names = [str(x) for x in names]
+        if len(names) != m:
+            raise InvalidProblemError(
+                f"`target_names` has {len(names)} names but there are {m} targets."
+            )
+        seen: dict[str, int] = {}
+        dups = []
+        for j, nm in enumerate(names):
+            if nm in seen:
+                dups.append(nm)
+            seen.setdefault(nm, j)
+        if dups:
+            raise InvalidProblemError(
+                f"`target_names` must be unique; duplicated: {sorted(set(dups))[:5]}."
+            )
+        return names
+
+    def _label(self, idx: np.ndarray) -> str:
+        names = getattr(self, "target_names", None)
+        if names is None:
+            return f"target position(s) {np.asarray(idx)[:5].tolist()}"
+        shown = [f"{names[j]!r} (row {j})" for j in np.asarray(idx)[:5]]
+        more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
+        return ", ".join(shown) + more
+
+    @staticmethod
+    def _check_order(lo: np.ndarray, hi: np.ndarray, name: str) -> None:
+        bad = np.flatnonzero(lo > hi)
+        if bad.size:
+            i = bad[0]
+            raise InvalidProblemError(
+                f"`{name}`: lower > upper for {bad.size} unit(s), first at unit {i} "
+                f"({lo[i]:g} > {hi[i]:g}); swap or widen the bounds."
+            )
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def n_targets(self) -> int:
+        """Number of targets (rows of X)."""
+        return self.X.shape[0]
+
+    @property
+    def n_units(self) -> int:
+        """Number of units (columns of X)."""
+        return self.X.shape[1]
+
+    @property
+    def csc(self) -> sp.csc_matrix:
+        """X in CSC format (cached): column access for unit-wise kernels."""
+        if self._csc is None:
+            self._csc = self.X.tocsc()
+            self._csc.sort_indices()
+        return self._csc
+
+    def weight_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Effective absolute bounds on ``w``: the intersection of ``bounds`` and ``ratio_bounds``.
+
+        Returns
+        -------
+        lower, upper : ndarray
+            ``max(lower, L d)`` and ``min(upper, U d)`` (ratio bounds scale with ``d``).
+        """
+        d = self.initial_weights
+        with np.errstate(invalid="ignore"):
+            rl = np.where(d > 0, self.ratio_lower * d, -np.inf)
+            ru = np.where(d > 0, self.ratio_upper * d, np.inf)
+        return np.maximum(self.lower, rl), np.minimum(self.upper, ru)
+
+    def g_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Effective bounds on ``g = w / d`` (units with ``d = 0`` get ``[1, 1]``).
+
+        Returns
+        -------
+        lower, upper : ndarray
+            ``max(L, lower / d)`` and ``min(U, upper / d)``.
+        """
+        d = self.initial_weights
+        pos = d > 0
+        glo = np.ones_like(d)
+        ghi = np.ones_like(d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            glo[pos] = np.maximum(self.ratio_lower[pos], self.lower[pos] / d[pos])
+            ghi[pos] = np.minimum(self.ratio_upper[pos], self.upper[pos] / d[pos])
+        return glo, ghi
+
+    def target_bands(self) -> tuple[np.ndarray, np.ndarray]:
+        """The interval each target's estimate must lie in: ``b -/+ tolerance |b|``."""
+        half = self.tolerance * np.abs(self.targets)
+        return self.targets - half, self.targets + half
+
+    def estimates(self, weights: ArrayLike) -> np.ndarray:
+        """Weighted totals ``X @ w`` for a weight vector."""
+        w = _as_float_vector(weights, "weights", self.n_units)
+        return self.X @ w
+
+    def subproblem(
+        self,
+        units: np.ndarray | None = None,
+        targets: np.ndarray | None = None,
+        target_values: ArrayLike | None = None,
+    ) -> CalibrationProblem:
+        """A problem restricted to some units and/or targets (bounds and tolerances follow).
+
+        Parameters
+        ----------
+        units, targets
+            Integer positions (or boolean masks) to keep; None keeps all.
+        target_values
+            Replacement totals for the kept targets (e.g. block shares of a national total).
+        """
+        cols = np.arange(self.n_units) if units is None else np.asarray(units)
+        rows = np.arange(self.n_targets) if targets is None else np.asarray(targets)
+        if cols.dtype == bool:
+            cols = np.flatnonzero(cols)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        X = self.X[rows][:, cols]
+        b = self.targets[rows] if target_values is None else target_values
+        sub = CalibrationProblem(
+            X,
+            b,
+            initial_weights=self.initial_weights[cols],
+            bounds=(self.lower[cols], self.upper[cols]),
+            ratio_bounds=(self.ratio_lower[cols], self.ratio_upper[cols])
+            if self.has_ratio_bounds
+            else None,
+            tolerance=self.tolerance[rows],
+            target_names=[self.target_names[j] for j in rows],
+            groups=self.groups[rows],
+            unit_ids=None if self.unit_ids is None else self.unit_ids[cols],
+        )
+        return sub
+
+    def with_options(self, **changes: Any) -> CalibrationProblem:
+        """A copy with some constructor arguments replaced (e.g. ``tolerance=0.01``)."""
+        args = dict(
+            X=self.X,
+            targets=self.targets,
+            initial_weights=self.initial_weights,
+            bounds=(self.lower, self.upper),
+            ratio_bounds=(self.ratio_lower, self.ratio_upper) if self.has_ratio_bounds else None,
+            tolerance=self.tolerance,
+            target_names=self.target_names,
+            groups=self.groups,
+            unit_ids=self.unit_ids,
+        )
+        unknown = set(changes) - set(args)
+        if unknown:
+            raise InvalidProblemError(
+                f"with_options got unknown argument(s) {sorted(unknown)}; accepted: {sorted(args)}."
+            )
+        args.update(changes)
+        return CalibrationProblem(**args)
+
+    def __repr__(self) -> str:
+        return (
+            f"CalibrationProblem({self.n_targets} targets x {self.n_units} units, "
+            f"nnz={self.X.nnz}, tolerance max={self.tolerance.max():g})"
+        )
