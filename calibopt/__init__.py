@@ -1,4 +1,6 @@
-"""calibopt: calibrate microdata weights to known totals, every method an explicit optimisation model.
+"""calibopt: calibrate microdata weights to known totals.
+
+Every method is an explicit optimisation model.
 
 >>> import calibopt as co
 >>> problem = co.CalibrationProblem(X, targets, initial_weights=d, ratio_bounds=(0.5, 2))

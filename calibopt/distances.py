@@ -29,9 +29,10 @@ __all__ = ["DISTANCES", "Distance", "Linear", "Logit", "Raking", "get_distance"]
 class Distance:
     """Base class: a calibration distance ``G`` and its dual link ``F = (G')^-1``.
 
-    Subclasses implement the unclipped ``_F``, ``_dF`` and ``_G``; this class adds the exact
-    box-constrained versions. All functions are vectorised over units; ``lo`` and ``hi`` are
-    arrays (or scalars) of bounds on ``g``.
+    Subclasses implement the unclipped ``_F`` (writing into ``out``), ``_dF``, ``G`` and the
+    cvxpy objective; this class adds the exact box-constrained versions. Functions are
+    vectorised over units; ``lo`` and ``hi`` are arrays of bounds on ``g``, or None for no
+    bound on that side (which skips the clipping work).
     """
 
     name = "distance"
@@ -40,18 +41,20 @@ class Distance:
     open_lower = False
     #: True if G is quadratic (then the cvxpy model is a QP any QP solver takes)
     quadratic = False
+    #: True if G's domain is the bounds themselves (no explicit bound constraints needed)
+    intrinsic_bounds = False
 
     def check_bounds(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """Raise if the bounds do not suit the distance (the base accepts any box)."""
 
     # -- to implement -----------------------------------------------------------------
-    def _F(self, u: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    def _F(self, u: np.ndarray, lo: Any, hi: Any, out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _dF(self, u: np.ndarray, g: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    def _dF(self, u: np.ndarray, g: np.ndarray, lo: Any, hi: Any, out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def G(self, g: np.ndarray, lo: Any = -np.inf, hi: Any = np.inf) -> np.ndarray:
+    def G(self, g: np.ndarray, lo: Any = None, hi: Any = None) -> np.ndarray:
         """The distance ``G(g)`` per unit (``G(1) = 0``, ``G'(1) = 0``)."""
         raise NotImplementedError
 
@@ -60,25 +63,56 @@ class Distance:
         raise NotImplementedError
 
     # -- shared -----------------------------------------------------------------------
-    def F(self, u: np.ndarray, lo: Any = -np.inf, hi: Any = np.inf) -> np.ndarray:
+    def F(
+        self, u: np.ndarray, lo: Any = None, hi: Any = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """``g = clip(F(u), lo, hi)``: the g-weights for dual scores ``u = x' lambda``."""
+        if out is None:
+            out = np.empty_like(u)
         with np.errstate(over="ignore"):
-            g = self._F(u, lo, hi)
-        return np.clip(g, lo, hi)
+            self._F(u, lo, hi, out)
+        if lo is not None:
+            np.maximum(out, lo, out=out)
+        if hi is not None:
+            np.minimum(out, hi, out=out)
+        return out
 
-    def dF(self, u: np.ndarray, g: np.ndarray, lo: Any = -np.inf, hi: Any = np.inf) -> np.ndarray:
+    def clipped(self, g: np.ndarray, lo: Any, hi: Any) -> np.ndarray | None:
+        """Mask of units whose ``g`` sits on a bound (None when there are no bounds)."""
+        if lo is None and hi is None:
+            return None
+        if lo is None:
+            return g >= hi
+        if hi is None:
+            return g <= lo
+        return (g <= lo) | (g >= hi)
+
+    def dF(
+        self,
+        u: np.ndarray,
+        g: np.ndarray,
+        lo: Any = None,
+        hi: Any = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Derivative of ``F`` at ``u`` given ``g = F(u)``; 0 where a bound binds."""
+        if out is None:
+            out = np.empty_like(u)
         with np.errstate(over="ignore", invalid="ignore"):
-            dg = self._dF(u, g, lo, hi)
-        clipped = (g <= lo) | (g >= hi)
-        if np.any(clipped):
-            dg = np.where(clipped, 0.0, dg)
-        return dg
+            self._dF(u, g, lo, hi, out)
+        mask = self.clipped(g, lo, hi)
+        if mask is not None:
+            out[mask] = 0.0
+        return out
 
-    def conjugate(self, u: np.ndarray, g: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
-        """``G*(u) = u g - G(g)`` at ``g = F(u)`` (box-constrained conjugate)."""
+    def conjugate(self, u: np.ndarray, g: np.ndarray, lo: Any = None, hi: Any = None) -> np.ndarray:
+        """``G*(u) = u g - G(g)`` at ``g = F(u)`` (box-constrained conjugate), per unit."""
         with np.errstate(over="ignore", invalid="ignore"):
             return u * g - self.G(g, lo, hi)
+
+    def conjugate_sum(self, d: np.ndarray, u: np.ndarray, g: np.ndarray, lo: Any, hi: Any) -> float:
+        """``sum_i d_i G*(u_i)``."""
+        return float(d @ self.conjugate(u, g, lo, hi))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -90,18 +124,19 @@ class Linear(Distance):
     name = "linear"
     quadratic = True
 
-    def _F(self, u, lo, hi):
-        return 1.0 + u
+    def _F(self, u, lo, hi, out):
+        np.add(u, 1.0, out=out)
 
-    def _dF(self, u, g, lo, hi):
-        return np.ones_like(u)
+    def _dF(self, u, g, lo, hi, out):
+        out.fill(1.0)
 
-    def G(self, g, lo=-np.inf, hi=np.inf):
+    def G(self, g, lo=None, hi=None):
         return 0.5 * (g - 1.0) ** 2
 
-    def conjugate(self, u, g, lo, hi):
-        # u g - (g-1)^2/2; exact and overflow-free
-        return u * g - 0.5 * (g - 1.0) ** 2
+    def conjugate_sum(self, d, u, g, lo, hi):
+        # u g - (g - 1)^2 / 2 = (g - 1)(u - (g - 1)/2) + u
+        gm1 = g - 1.0
+        return float(d @ u + (d * gm1) @ (u - 0.5 * gm1))
 
     def cvxpy_objective(self, g, d, lo, hi):
         import cvxpy as cp
@@ -116,16 +151,28 @@ class Raking(Distance):
     domain_lower = 0.0
     open_lower = True
 
-    def _F(self, u, lo, hi):
-        return np.exp(u)
+    def _F(self, u, lo, hi, out):
+        np.exp(u, out=out)
 
-    def _dF(self, u, g, lo, hi):
-        return g
+    def _dF(self, u, g, lo, hi, out):
+        np.copyto(out, g)
 
-    def G(self, g, lo=-np.inf, hi=np.inf):
+    def G(self, g, lo=None, hi=None):
         with np.errstate(divide="ignore", invalid="ignore"):
             out = g * np.log(g) - g + 1.0
         return np.where(g == 0, 1.0, out)
+
+    def conjugate_sum(self, d, u, g, lo, hi):
+        # where g = exp(u) (not clipped), G*(u) = g - 1; correct the clipped units explicitly
+        total = float(d @ g) - float(d.sum())
+        mask = self.clipped(g, lo, hi)
+        if mask is not None and mask.any():
+            idx = np.flatnonzero(mask)
+            gi, ui = g[idx], u[idx]
+            with np.errstate(over="ignore", invalid="ignore"):
+                corr = ui * gi - self.G(gi) - (gi - 1.0)
+            total += float(d[idx] @ corr)
+        return total
 
     def cvxpy_objective(self, g, d, lo, hi):
         import cvxpy as cp
@@ -138,13 +185,15 @@ class Logit(Distance):
 
     ``G(g) = [(g-L) log((g-L)/(1-L)) + (U-g) log((U-g)/(U-1))] / A``, ``A = (U-L)/((1-L)(U-1))``,
     ``F(u) = L + (U-L) expit(A u - log((U-1)/(1-L)))`` (equal to R survey's ``cal.logit``).
+    ``F`` maps onto ``(L, U)`` by itself, so no clipping is applied.
     """
 
     name = "logit"
+    intrinsic_bounds = True
 
     def check_bounds(self, lo, hi):
-        lo = np.broadcast_to(lo, np.shape(hi)) if np.ndim(hi) else np.atleast_1d(lo)
-        hi = np.broadcast_to(hi, np.shape(lo))
+        lo = np.asarray(lo, dtype=float) * np.ones_like(np.asarray(hi, dtype=float))
+        hi = np.asarray(hi, dtype=float) * np.ones_like(lo)
         bad = np.flatnonzero(~((lo < 1.0) & (hi > 1.0) & np.isfinite(lo) & np.isfinite(hi)))
         if bad.size:
             i = bad[0]
@@ -160,15 +209,15 @@ class Logit(Distance):
         shift = np.log((hi - 1.0) / (1.0 - lo))
         return A, shift
 
-    def _F(self, u, lo, hi):
+    def _F(self, u, lo, hi, out):
         A, shift = self._params(lo, hi)
-        return lo + (hi - lo) * expit(A * u - shift)
+        out[...] = lo + (hi - lo) * expit(A * u - shift)
 
-    def _dF(self, u, g, lo, hi):
+    def _dF(self, u, g, lo, hi, out):
         A, _ = self._params(lo, hi)
-        return A * (g - lo) * (hi - g) / (hi - lo)
+        out[...] = A * (g - lo) * (hi - g) / (hi - lo)
 
-    def G(self, g, lo=-np.inf, hi=np.inf):
+    def G(self, g, lo=None, hi=None):
         A, _ = self._params(lo, hi)
         a = g - lo
         b = hi - g
@@ -177,13 +226,19 @@ class Logit(Distance):
             tb = np.where(b > 0, b * np.log(b / (hi - 1.0)), 0.0)
         return (ta + tb) / A
 
-    def F(self, u, lo=-np.inf, hi=np.inf):
-        return self._F(u, lo, hi)
+    def F(self, u, lo=None, hi=None, out=None):
+        if out is None:
+            out = np.empty_like(u)
+        self._F(u, lo, hi, out)
+        return out
 
-    def dF(self, u, g, lo=-np.inf, hi=np.inf):
-        return self._dF(u, g, lo, hi)
+    def dF(self, u, g, lo=None, hi=None, out=None):
+        if out is None:
+            out = np.empty_like(u)
+        self._dF(u, g, lo, hi, out)
+        return out
 
-    def conjugate(self, u, g, lo, hi):
+    def conjugate(self, u, g, lo=None, hi=None):
         # G*(u) = u g - G(g) computed through log-expit to stay finite when g saturates:
         # with z = A u - shift, g - L = (U-L) s(z), U - g = (U-L) s(-z).
         A, shift = self._params(lo, hi)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CalibrationError", "InvalidProblemError", "InfeasibleError", "SolverError"]
+__all__ = ["CalibrationError", "InfeasibleError", "InvalidProblemError", "SolverError"]
 
 
 class CalibrationError(Exception):

@@ -41,8 +41,10 @@ def parse_margins(margins: Mapping[str, Any] | pd.DataFrame) -> dict[str, Any]:
                 f"'level' (empty for continuous totals) and 'total'."
             )
         out: dict[str, Any] = {}
-        levels = margins["level"] if "level" in margins.columns else pd.Series(
-            [None] * len(margins), index=margins.index
+        levels = (
+            margins["level"]
+            if "level" in margins.columns
+            else pd.Series([None] * len(margins), index=margins.index)
         )
         for var, lev, tot in zip(margins["variable"], levels, margins["total"]):
             var = str(var)
@@ -57,9 +59,7 @@ def parse_margins(margins: Mapping[str, Any] | pd.DataFrame) -> dict[str, Any]:
                         f"`margins`: variable {var!r} has both a continuous total and levels."
                     )
                 if lev in cat:
-                    raise InvalidProblemError(
-                        f"`margins`: level {lev!r} of {var!r} given twice."
-                    )
+                    raise InvalidProblemError(f"`margins`: level {lev!r} of {var!r} given twice.")
                 cat[lev] = tot
         return out
     if not isinstance(margins, Mapping):
@@ -88,7 +88,9 @@ def _total(value: Any, where: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise InvalidProblemError(f"`margins`: total for {where} is not numeric: {value!r}.") from None
+        raise InvalidProblemError(
+            f"`margins`: total for {where} is not numeric: {value!r}."
+        ) from None
     if not np.isfinite(v):
         raise InvalidProblemError(f"`margins`: total for {where} is not finite ({v}).")
     return v
@@ -142,12 +144,12 @@ def margins_matrix(
     data: pd.DataFrame,
     margins: Mapping[str, Any] | pd.DataFrame,
     population: float | None = None,
-) -> tuple[sp.csr_matrix, np.ndarray, list[str], list[str]]:
+) -> tuple[sp.csc_matrix, np.ndarray, list[str], list[str]]:
     """The sparse matrix, totals, target names and groups for margins over ``data``.
 
     Returns
     -------
-    X : csr_matrix, shape (n_targets, n_units)
+    X : csc_matrix, shape (n_targets, n_units)
     totals : ndarray
     names : list of str
         ``"var=level"`` for categorical cells, ``"var"`` for continuous totals and
@@ -169,57 +171,55 @@ def margins_matrix(
             f"`margins` names variable(s) {missing} that `data` lacks; data has "
             f"{list(data.columns)[:20]}."
         )
-    blocks_idx: list[np.ndarray] = []
-    blocks_val: list[np.ndarray] = []
+    # CSC with one entry per unit per margin variable, row indices increasing in each column
+    k = len(spec) + (population is not None)
+    indices = np.empty((n, k), dtype=np.int32)
+    values = np.empty((n, k), dtype=np.float64)
     names: list[str] = []
     groups: list[str] = []
     totals: list[float] = []
     offset = 0
+    col = 0
     if population is not None:
-        blocks_idx.append(np.zeros(n, dtype=np.int64))
-        blocks_val.append(np.ones(n))
+        indices[:, 0] = 0
+        values[:, 0] = 1.0
         names.append(POPULATION)
         groups.append(POPULATION)
         totals.append(_total(population, "population"))
-        offset = 1
+        offset = col = 1
     for var, s in spec.items():
-        col = data[var]
+        column = data[var]
         if isinstance(s, dict):
             levels = list(s)
-            codes = _codes(col, levels, var)
-            blocks_idx.append(offset + codes)
-            blocks_val.append(np.ones(n))
+            indices[:, col] = offset + _codes(column, levels, var)
+            values[:, col] = 1.0
             for lev in levels:
                 names.append(f"{var}={lev}")
                 groups.append(var)
                 totals.append(_total(s[lev], f"{var}={lev}"))
             offset += len(levels)
         else:
-            if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-                if not pd.api.types.is_bool_dtype(col):
-                    raise InvalidProblemError(
-                        f"`data[{var!r}]` is not numeric (dtype {col.dtype}) but `margins[{var!r}]` "
-                        f"is a continuous total; give level counts for a categorical variable."
-                    )
-            vals = col.to_numpy(dtype=np.float64)
+            if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+                raise InvalidProblemError(
+                    f"`data[{var!r}]` is not numeric (dtype {column.dtype}) but `margins[{var!r}]` "
+                    f"is a continuous total; give level counts for a categorical variable."
+                )
+            vals = column.to_numpy(dtype=np.float64)
             bad = np.flatnonzero(~np.isfinite(vals))
             if bad.size:
                 raise InvalidProblemError(
                     f"`data[{var!r}]` has {bad.size} missing or infinite value(s), first at row "
                     f"{int(bad[0])}."
                 )
-            blocks_idx.append(np.full(n, offset, dtype=np.int64))
-            blocks_val.append(vals)
+            indices[:, col] = offset
+            values[:, col] = vals
             names.append(var)
             groups.append(var)
             totals.append(_total(s, var))
             offset += 1
-    k = len(blocks_idx)
-    # CSC with k entries per unit, row indices increasing within each column
-    indices = np.column_stack(blocks_idx).ravel()
-    vals = np.column_stack(blocks_val).ravel()
-    indptr = np.arange(0, k * n + 1, k, dtype=np.int64)
-    X = sp.csc_matrix((vals, indices, indptr), shape=(offset, n)).tocsr()
+        col += 1
+    indptr = np.arange(0, k * n + 1, k, dtype=np.int64 if k * n >= 2**31 else np.int32)
+    X = sp.csc_matrix((values.ravel(), indices.ravel(), indptr), shape=(offset, n))
     return X, np.asarray(totals), names, groups
 
 
@@ -262,6 +262,11 @@ def problem_from_margins(
         d = weights
     X, totals, names, groups = margins_matrix(data, margins, population)
     return CalibrationProblem(
-        X, totals, initial_weights=d, target_names=names, groups=groups,
-        unit_ids=data.index.to_numpy(), **problem_options,
+        X,
+        totals,
+        initial_weights=d,
+        target_names=names,
+        groups=groups,
+        unit_ids=data.index.to_numpy(),
+        **problem_options,
     )

@@ -45,9 +45,7 @@ def _as_float_vector(value: ArrayLike, name: str, length: int | None = None) -> 
     if arr.ndim != 1:
         raise InvalidProblemError(f"`{name}` must be one-dimensional, got shape {arr.shape}.")
     if length is not None and arr.shape[0] != length:
-        raise InvalidProblemError(
-            f"`{name}` has length {arr.shape[0]} but {length} was expected."
-        )
+        raise InvalidProblemError(f"`{name}` has length {arr.shape[0]} but {length} was expected.")
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
@@ -81,8 +79,12 @@ def _pair(value: ArrayLike, name: str) -> tuple[ArrayLike, ArrayLike]:
     return lo, hi
 
 
-def _to_csr(X: ArrayLike) -> sp.csr_matrix:
-    """Convert X (sparse, ndarray or DataFrame) to canonical float64 CSR without densifying."""
+def _to_sparse(X: ArrayLike) -> sp.csr_matrix | sp.csc_matrix:
+    """X as canonical float64 CSR or CSC (CSC input stays CSC), never densified.
+
+    Sparse input in canonical float64 form is used as is (not copied); other input is
+    converted once.
+    """
     if isinstance(X, pd.DataFrame):
         non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         if non_numeric:
@@ -94,7 +96,10 @@ def _to_csr(X: ArrayLike) -> sp.csr_matrix:
     if sp.issparse(X):
         if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
             raise InvalidProblemError(f"`X` must be numeric, got dtype {X.dtype}.")
-        csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
+        if X.format == "csc":
+            out = sp.csc_matrix(X, dtype=np.float64)
+        else:
+            out = sp.csr_matrix(X, dtype=np.float64)
     else:
         arr = np.asarray(X)
         if arr.dtype == object or not (
@@ -107,11 +112,14 @@ def _to_csr(X: ArrayLike) -> sp.csr_matrix:
             raise InvalidProblemError(
                 f"`X` must be two-dimensional (targets x units), got shape {arr.shape}."
             )
-        csr = sp.csr_matrix(arr.astype(np.float64, copy=False))
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    csr.sort_indices()
-    return csr
+        out = sp.csr_matrix(arr.astype(np.float64, copy=False))
+    if not out.has_canonical_format:
+        out = out.copy()
+        out.sum_duplicates()
+    if np.any(out.data == 0):
+        out = out.copy()
+        out.eliminate_zeros()
+    return out
 
 
 class CalibrationProblem:
@@ -164,11 +172,13 @@ class CalibrationProblem:
         groups: Sequence[Any] | None = None,
         unit_ids: ArrayLike | None = None,
     ) -> None:
-        self.X = _to_csr(X)
-        m, n = self.X.shape
+        self._matrix = _to_sparse(X)
+        self._csr: sp.csr_matrix | None = None
+        self._csc: sp.csc_matrix | None = None
+        m, n = self._matrix.shape
         if m == 0 or n == 0:
             raise InvalidProblemError(
-                f"`X` is empty (shape {self.X.shape}); a problem needs at least one target "
+                f"`X` is empty (shape {self._matrix.shape}); a problem needs at least one target "
                 f"and one unit."
             )
         self._check_finite_matrix()
@@ -184,9 +194,7 @@ class CalibrationProblem:
         self.target_names = self._names(target_names, m)
         bad = np.flatnonzero(~np.isfinite(self.targets))
         if bad.size:
-            raise InvalidProblemError(
-                f"`targets` has non-finite value(s) at {self._label(bad)}."
-            )
+            raise InvalidProblemError(f"`targets` has non-finite value(s) at {self._label(bad)}.")
         if initial_weights is None:
             self.initial_weights = np.ones(n)
         else:
@@ -242,14 +250,15 @@ class CalibrationProblem:
             self.unit_ids = ids
         else:
             self.unit_ids = None
-        self._csc: sp.csc_matrix | None = None
 
     # ------------------------------------------------------------------ validation helpers
     def _check_finite_matrix(self) -> None:
-        bad = np.flatnonzero(~np.isfinite(self.X.data))
+        M = self._matrix
+        bad = np.flatnonzero(~np.isfinite(M.data))
         if bad.size:
-            rows = np.searchsorted(self.X.indptr, bad, side="right") - 1
-            cols = self.X.indices[bad]
+            major = np.searchsorted(M.indptr, bad, side="right") - 1
+            minor = M.indices[bad]
+            rows, cols = (major, minor) if M.format == "csr" else (minor, major)
             where = ", ".join(f"(row {r}, column {c})" for r, c in zip(rows[:5], cols[:5]))
             raise InvalidProblemError(
                 f"`X` has {bad.size} non-finite entr{'y' if bad.size == 1 else 'ies'} "
@@ -296,22 +305,41 @@ class CalibrationProblem:
 
     # ------------------------------------------------------------------ derived quantities
     @property
+    def X(self) -> sp.csr_matrix:
+        """The matrix (targets x units) in CSR format (converted once from CSC input)."""
+        if self._csr is None:
+            M = self._matrix
+            self._csr = M if M.format == "csr" else M.tocsr()
+            if not self._csr.has_sorted_indices:
+                self._csr = self._csr.copy()
+                self._csr.sort_indices()
+        return self._csr
+
+    @property
+    def csc(self) -> sp.csc_matrix:
+        """The matrix in CSC format with sorted indices (cached): unit-wise kernels use it."""
+        if self._csc is None:
+            M = self._matrix
+            self._csc = M if M.format == "csc" else M.tocsc()
+            if not self._csc.has_sorted_indices:
+                self._csc = self._csc.copy()
+                self._csc.sort_indices()
+        return self._csc
+
+    @property
     def n_targets(self) -> int:
         """Number of targets (rows of X)."""
-        return self.X.shape[0]
+        return self._matrix.shape[0]
 
     @property
     def n_units(self) -> int:
         """Number of units (columns of X)."""
-        return self.X.shape[1]
+        return self._matrix.shape[1]
 
     @property
-    def csc(self) -> sp.csc_matrix:
-        """X in CSC format (cached): column access for unit-wise kernels."""
-        if self._csc is None:
-            self._csc = self.X.tocsc()
-            self._csc.sort_indices()
-        return self._csc
+    def nnz(self) -> int:
+        """Stored non-zeros of X."""
+        return self._matrix.nnz
 
     def weight_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Effective absolute bounds on ``w``: the intersection of ``bounds`` and ``ratio_bounds``.
@@ -352,7 +380,7 @@ class CalibrationProblem:
     def estimates(self, weights: ArrayLike) -> np.ndarray:
         """Weighted totals ``X @ w`` for a weight vector."""
         w = _as_float_vector(weights, "weights", self.n_units)
-        return self.X @ w
+        return self._matrix @ w
 
     def subproblem(
         self,
@@ -395,7 +423,7 @@ class CalibrationProblem:
     def with_options(self, **changes: Any) -> CalibrationProblem:
         """A copy with some constructor arguments replaced (e.g. ``tolerance=0.01``)."""
         args = dict(
-            X=self.X,
+            X=self._matrix,
             targets=self.targets,
             initial_weights=self.initial_weights,
             bounds=(self.lower, self.upper),
@@ -416,5 +444,5 @@ class CalibrationProblem:
     def __repr__(self) -> str:
         return (
             f"CalibrationProblem({self.n_targets} targets x {self.n_units} units, "
-            f"nnz={self.X.nnz}, tolerance max={self.tolerance.max():g})"
+            f"nnz={self.nnz}, tolerance max={self.tolerance.max():g})"
         )

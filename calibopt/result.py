@@ -28,6 +28,9 @@ STATUS_STOPPED = "stopped"
 STATUS_INFEASIBLE = "infeasible"
 """No weights meet the constraints (methods normally raise InfeasibleError instead)."""
 
+ACCURACY = 1e-8
+"""Numerical slack of "within tolerance": ``|error| <= tol |b| + ACCURACY max(|b|, 1)``."""
+
 
 def relative_errors(estimates: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``(estimate - target) / |target|``, with the absolute error where the target is 0."""
@@ -35,7 +38,9 @@ def relative_errors(estimates: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return (estimates - targets) / denom
 
 
-def target_diagnostics(problem: CalibrationProblem, weights: np.ndarray) -> pd.DataFrame:
+def target_diagnostics(
+    problem: CalibrationProblem, weights: np.ndarray, accuracy: float = ACCURACY
+) -> pd.DataFrame:
     """Per-target fit of ``weights``, computed from the weights (never from a solver's report).
 
     Returns
@@ -44,14 +49,13 @@ def target_diagnostics(problem: CalibrationProblem, weights: np.ndarray) -> pd.D
         One row per target: ``target`` (position), ``name``, ``group``, ``value`` (target
         total), ``estimate`` (``X @ w``), ``error`` (estimate - value), ``rel_error``
         (error / |value|, absolute error where the value is 0), ``tolerance`` and
-        ``within_tolerance``.
+        ``within_tolerance`` (``|error| <= tolerance |value| + accuracy max(|value|, 1)``).
     """
-    est = problem.X @ weights
+    est = problem.estimates(weights)
     b = problem.targets
     err = est - b
     rel = relative_errors(est, b)
-    # within tolerance, allowing float rounding of the sum (16 ulps of the summed magnitudes)
-    slack = problem.tolerance * np.abs(b) + 16 * np.finfo(float).eps * (abs(problem.X) @ np.abs(weights))
+    slack = problem.tolerance * np.abs(b) + accuracy * np.maximum(np.abs(b), 1.0)
     return pd.DataFrame(
         {
             "target": np.arange(problem.n_targets),
@@ -133,12 +137,14 @@ class CalibrationResult:
         dropped_targets: list[str] | None = None,
         timings: dict[str, float] | None = None,
         info: dict[str, Any] | None = None,
+        soft_targets: bool = False,
     ) -> CalibrationResult:
         """Build a result, computing ``g`` and the diagnostics from the weights.
 
         If ``status`` is None it is ``"within_tolerance"`` when every target is within its
         tolerance and ``"stopped"`` otherwise. A claimed ``"optimal"`` is downgraded to
-        ``"stopped"`` if the weights miss a target by more than its tolerance allows.
+        ``"stopped"`` if the weights miss a target by more than its tolerance allows, unless
+        ``soft_targets`` (penalty or loss methods, whose optimum trades targets off).
         """
         w = np.asarray(weights, dtype=np.float64)
         d = problem.initial_weights
@@ -149,6 +155,13 @@ class CalibrationResult:
         ok = bool(diag["within_tolerance"].all())
         if status is None:
             status = STATUS_WITHIN_TOLERANCE if ok else STATUS_STOPPED
+        elif status in (STATUS_OPTIMAL, STATUS_WITHIN_TOLERANCE) and not ok and not soft_targets:
+            worst = diag.loc[~diag["within_tolerance"], "rel_error"].abs()
+            message = (
+                f"{message}; {worst.size} target(s) miss their tolerance (worst relative error "
+                f"{worst.max():.3g}), so the status is 'stopped'"
+            ).lstrip("; ")
+            status = STATUS_STOPPED
         return cls(
             weights=w,
             g=g,

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``calibopt`` command: each module has ``register(subparsers)``."""

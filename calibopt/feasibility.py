@@ -1,0 +1,208 @@
+"""Feasibility checks that turn impossible problems into clear :class:`InfeasibleError` messages.
+
+Three checks, from cheap to thorough:
+
+1. :func:`check_target_ranges` — each target alone: the totals reachable within the weight
+   bounds form an interval ``[min_j, max_j]``; a target band outside it is infeasible
+   (this catches a zero row with a non-zero total and bounds that are too tight).
+2. :func:`reduce_redundant_targets` — linearly dependent targets (a complete set of category
+   indicators plus an intercept): keep an independent subset, and raise when the dependent
+   totals contradict the kept ones.
+3. :func:`lp_certificate` — all targets together: a phase-1 LP (HiGHS) minimises the scaled
+   shortfall; a positive optimum proves infeasibility and its duals name the targets involved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg.lapack as lapack
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from .errors import InfeasibleError
+from .kernels import row_ranges
+
+__all__ = ["check_target_ranges", "lp_certificate", "reduce_redundant_targets"]
+
+
+def _fmt(names: list[str], idx) -> str:
+    idx = list(idx)
+    shown = ", ".join(repr(names[j]) for j in idx[:8])
+    return shown + (f" and {len(idx) - 8} more" if len(idx) > 8 else "")
+
+
+def check_target_ranges(
+    Xc: sp.csc_matrix,
+    band_lo: np.ndarray,
+    band_hi: np.ndarray,
+    wlo: np.ndarray,
+    whi: np.ndarray,
+    names: list[str],
+    open_lower: bool = False,
+    domain: str = "",
+) -> None:
+    """Raise :class:`InfeasibleError` for targets whose band misses their reachable range.
+
+    Parameters
+    ----------
+    Xc
+        The matrix (targets x units), CSC.
+    band_lo, band_hi
+        Interval each target's estimate must reach (``b -/+ tol |b|``).
+    wlo, whi
+        Bounds on the weights (including the distance's domain, e.g. ``w >= 0`` for raking).
+    open_lower
+        True when ``wlo`` itself cannot be attained (raking needs ``w > 0``): a target reachable
+        only with every weight at its lower end is then infeasible too.
+    """
+    mins, maxs = row_ranges(Xc, wlo, whi)
+    tiny = 1e-12 * np.maximum(1.0, np.maximum(np.abs(mins), np.abs(maxs)))
+    bad = (band_hi < mins - tiny) | (band_lo > maxs + tiny)
+    if open_lower:
+        # the band touches the range only at an end that needs weights at the open bound
+        bad |= (mins < maxs) & ((band_hi <= mins) | (band_lo >= maxs))
+    idx = np.flatnonzero(bad)
+    if idx.size == 0:
+        return
+    lines = []
+    for j in idx[:8]:
+        if mins[j] == 0 and maxs[j] == 0:
+            why = "its row of X is all zero (no unit contributes), so only 0 is reachable"
+        else:
+            why = f"the weight bounds{domain} allow only totals in [{mins[j]:.6g}, {maxs[j]:.6g}]"
+        if band_lo[j] == band_hi[j]:
+            want = f"{band_lo[j]:.6g}"
+        else:
+            want = f"[{band_lo[j]:.6g}, {band_hi[j]:.6g}]"
+        lines.append(f"  {names[j]!r}: wants {want} but {why}")
+    more = f"\n  ... and {idx.size - 8} more" if idx.size > 8 else ""
+    raise InfeasibleError(
+        f"{idx.size} target(s) cannot be reached by any weights within the bounds:\n"
+        + "\n".join(lines)
+        + more
+        + "\nWiden the bounds, add a tolerance, or drop these targets.",
+        targets=[names[j] for j in idx],
+    )
+
+
+def reduce_redundant_targets(
+    J: np.ndarray,
+    T: np.ndarray,
+    names: list[str],
+    rtol: float = 1e-9,
+    rank_tol: float = 1e-11,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split targets into a linearly independent set and redundant ones.
+
+    Dependence is judged on ``J = X diag(v) X'`` (``v > 0`` on the units that can move; see
+    :func:`calibopt.kernels.weighted_gram`) by a pivoted Cholesky factorisation (LAPACK
+    ``dpstrf``) of its Jacobi scaling, with pivots below ``rank_tol`` counted as zero. A
+    redundant target whose total disagrees with the combination of kept totals (beyond
+    ``rtol``) makes the problem infeasible.
+
+    Returns
+    -------
+    keep, dropped : ndarray of int
+        Positions of the kept and the dropped targets.
+    """
+    diag = np.diag(J).copy()
+    zero = diag <= 0
+    s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, diag)))
+    Js = J * s[:, None] * s[None, :]
+    Js[zero, zero] = 0.0
+    _, piv, rank, _ = lapack.dpstrf(Js, tol=rank_tol, lower=0)
+    order = piv - 1
+    keep = np.sort(order[:rank])
+    dropped = np.sort(order[rank:])
+    if dropped.size == 0:
+        return keep, dropped
+    # express each dropped row as a combination of the kept rows: J_kd = J_kk C, solved in
+    # the Jacobi-scaled system (C = S_k Cs S_d^-1) to stay accurate across row scales
+    if keep.size:
+        Cs = np.linalg.solve(Js[np.ix_(keep, keep)], Js[np.ix_(keep, dropped)])
+        C = s[keep][:, None] * Cs / np.where(s[dropped] > 0, s[dropped], 1.0)[None, :]
+    else:
+        C = np.zeros((0, dropped.size))
+    implied = C.T @ T[keep] if keep.size else np.zeros(dropped.size)
+    scale = np.abs(T[dropped]) + (np.abs(C).T @ np.abs(T[keep]) if keep.size else 0.0) + 1.0
+    bad = np.abs(T[dropped] - implied) > rtol * scale
+    if bad.any():
+        lines = []
+        for k in np.flatnonzero(bad)[:6]:
+            j = dropped[k]
+            combo = [
+                (keep[i], C[i, k]) for i in np.argsort(-np.abs(C[:, k])) if abs(C[i, k]) > 1e-9
+            ]
+            expr = " ".join(f"{c:+.6g}*{names[i]!r}" for i, c in combo[:6])
+            lines.append(
+                f"  {names[j]!r} = {expr} in every unit's row, but its total {T[j]:.10g} "
+                f"differs from the implied {implied[k]:.10g}"
+            )
+        involved = sorted(
+            {dropped[k] for k in np.flatnonzero(bad)}
+            | {
+                keep[i]
+                for k in np.flatnonzero(bad)
+                for i in range(keep.size)
+                if abs(C[i, k]) > 1e-9
+            }
+        )
+        raise InfeasibleError(
+            "contradictory targets: some targets are linear combinations of others (e.g. "
+            "categories that add up to an intercept) but their totals do not add up:\n"
+            + "\n".join(lines)
+            + "\nMake the totals consistent, add a tolerance, or use penalty mode.",
+            targets=[names[j] for j in involved],
+        )
+    return keep, dropped
+
+
+def lp_certificate(
+    X: sp.csr_matrix,
+    band_lo: np.ndarray,
+    band_hi: np.ndarray,
+    wlo: np.ndarray,
+    whi: np.ndarray,
+    names: list[str],
+    raise_if_infeasible: bool = True,
+) -> float:
+    """Phase-1 LP over all targets at once; raise :class:`InfeasibleError` with a certificate.
+
+    Solves ``min sum_j (s+_j + s-_j) / c_j`` over ``wlo <= w <= whi``, ``e_j`` in the target
+    band, ``X w + s+ - s- = e`` with HiGHS, where ``c_j = max(|band|, 1)``. A positive optimum
+    proves that no weights meet the targets; the duals ``y`` of the equality rows are a
+    Farkas-type certificate and name the targets involved.
+
+    Returns
+    -------
+    float
+        The optimal scaled shortfall (0 when feasible).
+    """
+    m, n = X.shape
+    c_scale = np.maximum(np.maximum(np.abs(band_lo), np.abs(band_hi)), 1.0)
+    eye = sp.identity(m, format="csr")
+    A = sp.hstack([X, -eye, eye, -eye], format="csr")
+    cost = np.concatenate([np.zeros(n), np.zeros(m), 1.0 / c_scale, 1.0 / c_scale])
+    lower = np.concatenate([wlo, band_lo, np.zeros(2 * m)])
+    upper = np.concatenate([whi, band_hi, np.full(2 * m, np.inf)])
+    res = linprog(
+        cost, A_eq=A, b_eq=np.zeros(m), bounds=np.column_stack([lower, upper]), method="highs"
+    )
+    if res.status != 0:
+        return float("nan")
+    short = float(res.fun)
+    if short <= 1e-9 or not raise_if_infeasible:
+        return short
+    y = np.asarray(res.eqlin.marginals)
+    involved = np.flatnonzero(np.abs(y) > 1e-9 * max(np.abs(y).max(), 1e-300))
+    gaps = X @ res.x[:n] - np.clip(X @ res.x[:n], band_lo, band_hi)
+    worst = np.argsort(-np.abs(gaps) / c_scale)[:5]
+    detail = ", ".join(f"{names[j]!r} misses by {gaps[j]:.6g}" for j in worst if gaps[j] != 0)
+    raise InfeasibleError(
+        f"no weights within the bounds meet all targets together: the closest weights (LP, "
+        f"HiGHS) still leave a scaled shortfall of {short:.3g} ({detail}). The targets "
+        f"involved (non-zero LP multipliers): {_fmt(names, involved)}. Widen the bounds, "
+        f"add tolerances, or use penalty mode to trade them off.",
+        targets=[names[j] for j in involved],
+        certificate=y,
+    )

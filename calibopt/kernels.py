@@ -1,0 +1,213 @@
+"""Compiled sparse kernels (numba) for the hot paths, all on CSC matrices (targets x units).
+
+* :func:`weighted_gram` — ``X diag(v) X'`` in one pass over the non-zeros, touching only
+  pairs of non-zeros that share a unit (``sum_i nnz_i^2 / 2`` multiply-adds), threads with
+  private accumulators. SciPy's sparse product takes 10-20x longer on the same input because
+  it builds a sparse result, with index bookkeeping, for what is a small dense matrix.
+* :func:`rmatvec` — ``u = X' lam`` into a preallocated vector (parallel over units).
+* :func:`matvec` — ``X w`` (parallel, private accumulators of length p).
+* :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
+
+Kernels write into buffers the caller owns: on machines where fresh pages are expensive
+(virtual machines), reusing memory matters as much as the arithmetic.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["matvec", "rmatvec", "row_ranges", "weighted_gram", "weighted_row_sq"]
+
+
+def _chunks(n: int, p: int) -> int:
+    threads = numba.get_num_threads()
+    # one private p x p (or p) accumulator per chunk; keep their total memory modest
+    return max(1, min(threads, int(2e8 // max(1, 8 * p * p))))
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    acc = np.zeros((nchunks, p, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        G = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            vi = v[i]
+            if vi == 0.0:
+                continue
+            a1 = indptr[i + 1]
+            for a in range(indptr[i], a1):
+                ra = indices[a]
+                xa = data[a] * vi
+                for b in range(a, a1):
+                    G[ra, indices[b]] += xa * data[b]
+    out = acc[0]
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
+    """Dense ``X diag(v) X'`` for a CSC matrix with sorted indices.
+
+    Parameters
+    ----------
+    Xc
+        ``scipy.sparse`` CSC matrix of shape ``(p, n)`` with sorted row indices per column.
+    v
+        Length-``n`` weights.
+
+    Returns
+    -------
+    ndarray, shape (p, p)
+        The symmetric weighted Gram matrix.
+    """
+    p = Xc.shape[0]
+    upper = _gram_upper(
+        Xc.indptr,
+        Xc.indices,
+        Xc.data,
+        np.ascontiguousarray(v, dtype=np.float64),
+        p,
+        _chunks(Xc.shape[1], p),
+    )
+    # indices are sorted, so every pair landed in the upper triangle
+    diag = np.diag(upper).copy()
+    G = upper + upper.T
+    G[np.diag_indices(p)] = diag
+    return G
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    for i in numba.prange(n):
+        s = 0.0
+        for a in range(indptr[i], indptr[i + 1]):
+            s += data[a] * lam[indices[a]]
+        out[i] = s
+
+
+def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``X' lam`` for CSC ``X`` (p x n), written into ``out`` (length n) when given."""
+    if out is None:
+        out = np.empty(Xc.shape[1])
+    _rmatvec(Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(lam, dtype=np.float64), out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _matvec(indptr, indices, data, w, p, nchunks):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    acc = np.zeros((nchunks, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        e = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            wi = w[i]
+            if wi == 0.0:
+                continue
+            for a in range(indptr[i], indptr[i + 1]):
+                e[indices[a]] += data[a] * wi
+    out = acc[0].copy()
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def matvec(Xc: sp.csc_matrix, w: np.ndarray) -> np.ndarray:
+    """``X w`` for CSC ``X`` (p x n)."""
+    p = Xc.shape[0]
+    threads = numba.get_num_threads()
+    nchunks = max(1, min(threads, int(1e8 // max(1, 8 * p))))
+    return _matvec(
+        Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(w, dtype=np.float64), p, nchunks
+    )
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _row_sq(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    acc = np.zeros((nchunks, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        e = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            vi = v[i]
+            for a in range(indptr[i], indptr[i + 1]):
+                e[indices[a]] += data[a] * data[a] * vi
+    out = acc[0].copy()
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def weighted_row_sq(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
+    """``sum_i X_ji^2 v_i`` per row ``j``: the diagonal of ``X diag(v) X'``."""
+    p = Xc.shape[0]
+    nchunks = max(1, min(numba.get_num_threads(), int(1e8 // max(1, 8 * p))))
+    return _row_sq(
+        Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(v, dtype=np.float64), p, nchunks
+    )
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    # finite parts and counts of infinite contributions, per chunk
+    acc = np.zeros((nchunks, 4, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        A = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            lo = wlo[i]
+            hi = whi[i]
+            for a in range(indptr[i], indptr[i + 1]):
+                x = data[a]
+                j = indices[a]
+                mn = x * lo if x > 0 else x * hi
+                mx = x * hi if x > 0 else x * lo
+                if np.isinf(mn):
+                    A[2, j] += 1.0
+                else:
+                    A[0, j] += mn
+                if np.isinf(mx):
+                    A[3, j] += 1.0
+                else:
+                    A[1, j] += mx
+    out = acc[0].copy()
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def row_ranges(
+    Xc: sp.csc_matrix, wlo: np.ndarray, whi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest ``X_j w`` over ``wlo <= w <= whi``, per target ``j``."""
+    p = Xc.shape[0]
+    threads = numba.get_num_threads()
+    nchunks = max(1, min(threads, int(1e8 // max(1, 32 * p))))
+    acc = _row_ranges(
+        Xc.indptr,
+        Xc.indices,
+        Xc.data,
+        np.ascontiguousarray(wlo, dtype=np.float64),
+        np.ascontiguousarray(whi, dtype=np.float64),
+        p,
+        nchunks,
+    )
+    mins = np.where(acc[2] > 0, -np.inf, acc[0])
+    maxs = np.where(acc[3] > 0, np.inf, acc[1])
+    return mins, maxs

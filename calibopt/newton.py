@@ -1,0 +1,334 @@
+"""Newton's method on the calibration dual (the algorithm of R ``survey``'s ``grake``).
+
+For a distance ``G`` with link ``F = (G')^-1`` (see :mod:`calibopt.distances`), the weights are
+``w_i = d_i F(x_i' lambda)`` and ``lambda`` maximises the concave dual
+
+    phi(lambda) = lambda' T - sum_i d_i G*(x_i' lambda) - 1/2 lambda' P lambda,
+
+where ``P`` is a non-negative diagonal (0 for exact targets; ``s_j^2 / mu`` in penalty mode).
+Its gradient is the residual ``r = T - X w - P lambda`` and its negative Hessian is
+``J = X diag(d F'(u)) X' + P``. Each iteration solves ``J delta = r`` and takes the longest step
+``t in {1, 1/2, 1/4, ...}`` that increases ``phi`` (Armijo), so the method converges from any
+start for every distance, bounded or not; near the solution full steps give quadratic
+convergence. With bounds, ``F' = 0`` for units on a bound, and a target whose units are all
+on bounds gives ``J`` a zero row: the pure (semi-smooth) Newton step would then never move
+its multiplier. On such rows (those keeping under 1% of their unclipped curvature) a
+Levenberg-Marquardt term ``mu diag(X D X')_jj`` with ``mu`` equal to the current scaled
+residual keeps the row alive; it vanishes as the method converges. The system is dense
+``p x p`` (numba Gram kernel, Cholesky, pseudo-inverse when singular) for up to
+``dense_limit`` targets, and matrix-free conjugate gradients beyond.
+Convergence is R's rule: ``max_j |r_j| / (1 + |T_j|) < epsilon``.
+
+The solver can work on a subset of the rows of X (the others get ``lambda_j = 0``): the
+tolerance-band active-set loop and the removal of redundant targets use this without
+copying the matrix. Work vectors are allocated once and reused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as la
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .distances import Distance
+from .kernels import matvec, rmatvec, weighted_gram, weighted_row_sq
+
+__all__ = ["DENSE_LIMIT", "DualNewton", "NewtonOutcome", "solve_symmetric_psd"]
+
+DENSE_LIMIT = 3000
+"""Largest number of targets solved with the dense Newton system (CG beyond)."""
+
+
+@dataclass
+class NewtonOutcome:
+    """What one run of the dual Newton method produced."""
+
+    lam: np.ndarray
+    g: np.ndarray
+    converged: bool
+    iterations: int
+    max_residual: float
+    message: str
+    history: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    singular: bool = False
+
+
+def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.finfo(float).eps):
+    """Solve ``J x = r`` for symmetric PSD ``J``: Jacobi-scaled Cholesky, else pseudo-inverse.
+
+    Rows with a zero diagonal (targets with no free unit) get ``x_j = 0``. When ``J`` is
+    singular the minimum-norm least-squares solution is returned (eigenvalues below
+    ``rcond * max eigenvalue`` are dropped, like ``MASS::ginv`` in R).
+
+    Returns
+    -------
+    x : ndarray
+    singular : bool
+        True when the pseudo-inverse was needed.
+    """
+    diag = np.diag(J).copy()
+    live = diag > 0
+    x = np.zeros_like(r)
+    if not live.any():
+        return x, True
+    idx = np.flatnonzero(live)
+    s = 1.0 / np.sqrt(diag[idx])
+    Js = J[np.ix_(idx, idx)] * s[:, None] * s[None, :]
+    rs = r[idx] * s
+    try:
+        c, low = la.cho_factor(Js, lower=False, check_finite=False)
+        # reject numerically singular factors (tiny pivots relative to the unit diagonal)
+        if np.min(np.abs(np.diag(c))) ** 2 < 1e3 * rcond:
+            raise la.LinAlgError("near singular")
+        y = la.cho_solve((c, low), rs, check_finite=False)
+        singular = not live.all()
+    except la.LinAlgError:
+        evals, evecs = la.eigh(Js, check_finite=False)
+        keep = evals > rcond * max(evals.max(), 0.0)
+        y = evecs[:, keep] @ ((evecs[:, keep].T @ rs) / evals[keep])
+        singular = True
+    x[idx] = y * s
+    return x, singular
+
+
+class DualNewton:
+    """Newton's method on the dual of ``min sum d G(g)`` s.t. ``X (d g) = T``, ``lo <= g <= hi``.
+
+    Parameters
+    ----------
+    Xc
+        CSC matrix, targets x units, sorted indices.
+    d
+        Initial weights (all > 0; callers drop units with ``d = 0`` beforehand).
+    lo, hi
+        Bounds on ``g`` per unit (``-inf``/``inf`` where there is none).
+    distance
+        A :class:`~calibopt.distances.Distance`.
+    dense_limit
+        Use the dense Newton system up to this many targets, conjugate gradients beyond.
+    """
+
+    def __init__(
+        self,
+        Xc: sp.csc_matrix,
+        d: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        distance: Distance,
+        dense_limit: int = DENSE_LIMIT,
+    ) -> None:
+        self.Xc = Xc
+        self.d = d
+        self.dsum = float(d.sum())
+        self.dist = distance
+        if distance.intrinsic_bounds:
+            self.lo, self.hi = lo, hi
+        else:
+            # a side that can never bind is passed as None, which skips the clipping work
+            self.lo = lo if np.any(lo > distance.domain_lower) else None
+            self.hi = hi if np.any(np.isfinite(hi)) else None
+        self.dense_limit = dense_limit
+        n = Xc.shape[1]
+        self._u, self._g, self._u2, self._g2 = (np.empty(n) for _ in range(4))
+        self._w = np.empty(n)
+        self._v = np.empty(n)
+        self._ref: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ pieces
+    def _weights_at(self, lam: np.ndarray, u: np.ndarray, g: np.ndarray) -> None:
+        rmatvec(self.Xc, lam, u)
+        self.dist.F(u, self.lo, self.hi, out=g)
+
+    def g_at(self, lam: np.ndarray) -> np.ndarray:
+        """The g-weights for multipliers ``lam`` (full length, one per row of X)."""
+        u = rmatvec(self.Xc, lam)
+        return self.dist.F(u, self.lo, self.hi)
+
+    def _dual(self, lam_r, T, u, g, pdiag) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):
+            val = float(lam_r @ T) - self.dist.conjugate_sum(self.d, u, g, self.lo, self.hi)
+            if pdiag is not None:
+                val -= 0.5 * float(lam_r @ (pdiag * lam_r))
+        return val if np.isfinite(val) else -np.inf
+
+    def _levenberg(self, rows, diagJ, crit) -> np.ndarray | None:
+        """``mu diag(X D X')_jj`` (``mu = min(1, crit)``) on rows left with < 1% curvature."""
+        if (self.lo is None and self.hi is None) or self.dist.intrinsic_bounds:
+            return None
+        if self._ref is None:
+            self._ref = weighted_row_sq(self.Xc, self.d)
+        ref = self._ref[rows]
+        weak = diagJ < 1e-2 * ref
+        return np.where(weak, min(1.0, crit) * ref, 0.0) if weak.any() else None
+
+    def _direction(self, rows, u, g, r, pdiag, cg_tol, J0, crit) -> tuple[np.ndarray, bool]:
+        v = self.dist.dF(u, g, self.lo, self.hi, out=self._v)
+        np.multiply(v, self.d, out=v)
+        if rows.size <= self.dense_limit:
+            J = J0 if J0 is not None else weighted_gram(self.Xc, v)
+            if rows.size < J.shape[0]:
+                J = J[np.ix_(rows, rows)]
+            else:
+                J = J.copy()
+            lm = self._levenberg(rows, np.diag(J), crit)
+            if lm is not None:
+                J[np.diag_indices_from(J)] += lm
+            if pdiag is not None:
+                J[np.diag_indices_from(J)] += pdiag
+            return solve_symmetric_psd(J, r)
+        return self._cg_direction(rows, v, r, pdiag, cg_tol, crit)
+
+    def _cg_direction(self, rows, v, r, pdiag, cg_tol, crit) -> tuple[np.ndarray, bool]:
+        """Matrix-free CG on ``J delta = r`` with a Jacobi preconditioner."""
+        p = self.Xc.shape[0]
+        diag = weighted_row_sq(self.Xc, v)[rows]
+        lm = self._levenberg(rows, diag, crit)
+        if lm is not None:
+            pdiag = lm if pdiag is None else pdiag + lm
+        if pdiag is not None:
+            diag = diag + pdiag
+        live = diag > 0
+        inv = np.where(live, 1.0 / np.where(live, diag, 1.0), 0.0)
+        full = np.zeros(p)
+        ubuf = np.empty(self.Xc.shape[1])
+
+        def op(x):
+            full[rows] = x
+            rmatvec(self.Xc, full, ubuf)
+            np.multiply(ubuf, v, out=ubuf)
+            out = matvec(self.Xc, ubuf)[rows]
+            if pdiag is not None:
+                out += pdiag * x
+            return out
+
+        m = rows.size
+        A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
+        M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
+        x, info = spla.cg(
+            A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
+        )
+        return x, info != 0
+
+    # ------------------------------------------------------------------ driver
+    def solve(
+        self,
+        T: np.ndarray,
+        rows: np.ndarray | None = None,
+        lam0: np.ndarray | None = None,
+        *,
+        epsilon: float = 1e-10,
+        max_iter: int = 100,
+        pdiag: np.ndarray | None = None,
+        J0: np.ndarray | None = None,
+        callback: Callable[[int, float], None] | None = None,
+    ) -> NewtonOutcome:
+        """Run Newton until R's criterion ``max |r| / (1 + |T|) < epsilon``.
+
+        Parameters
+        ----------
+        T
+            Target totals for ``rows``.
+        rows
+            Rows of X that are constraints (default all); the others get ``lambda = 0``.
+        lam0
+            Starting multipliers for ``rows`` (default 0).
+        pdiag
+            Optional non-negative diagonal ``P`` for ``rows`` (penalty mode).
+        J0
+            The Newton matrix at ``lam0`` if the caller already has it (saves one Gram).
+        callback
+            Called as ``callback(iteration, criterion)``.
+
+        Returns
+        -------
+        NewtonOutcome
+            ``lam`` has one entry per row of ``rows``.
+        """
+        t0 = time.perf_counter()
+        p = self.Xc.shape[0]
+        rows = np.arange(p) if rows is None else np.asarray(rows)
+        lam_full = np.zeros(p)
+        if lam0 is not None:
+            lam_full[rows] = lam0
+        lam = lam_full[rows].copy()
+        scale = 1.0 + np.abs(T)
+        u, g, u2, g2 = self._u, self._g, self._u2, self._g2
+        self._weights_at(lam_full, u, g)
+        phi = self._dual(lam, T, u, g, pdiag)
+        history: list[float] = []
+        converged = singular_seen = False
+        message = ""
+        it = 0
+        while True:
+            np.multiply(self.d, g, out=self._w)
+            r = T - matvec(self.Xc, self._w)[rows]
+            if pdiag is not None:
+                r -= pdiag * lam
+            crit = float(np.max(np.abs(r) / scale))
+            history.append(crit)
+            if callback is not None:
+                callback(it, crit)
+            if crit < epsilon:
+                converged = True
+                message = f"converged: max |T - Xw|/(1+|T|) = {crit:.3g} < {epsilon:g}"
+                break
+            if it >= max_iter:
+                message = (
+                    f"stopped at the iteration cap ({max_iter}); max |T - Xw|/(1+|T|) = "
+                    f"{crit:.3g} (wanted < {epsilon:g})"
+                )
+                break
+            it += 1
+            cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
+            delta, singular = self._direction(
+                rows, u, g, r, pdiag, cg_tol, J0 if it == 1 else None, crit
+            )
+            singular_seen |= singular
+            slope = float(r @ delta)
+            if not np.isfinite(slope) or slope <= 0:
+                message = f"no ascent direction at iteration {it} (singular system); stopped"
+                break
+            # backtracking on the concave dual; a full step may pass on float-rounding slack
+            # near the optimum, a shortened one must increase phi (Armijo)
+            slack = 1e-13 * (abs(phi) + self.dsum)
+            step = 1.0
+            accepted = False
+            for _ in range(60):
+                lam_try = lam + step * delta
+                lam_full[rows] = lam_try
+                self._weights_at(lam_full, u2, g2)
+                phi_try = self._dual(lam_try, T, u2, g2, pdiag)
+                if phi_try >= phi + 1e-4 * step * slope - (slack if step == 1.0 else 0.0):
+                    accepted = phi_try > phi or step == 1.0
+                    break
+                step *= 0.5
+            if not accepted:
+                lam_full[rows] = lam
+                message = (
+                    f"line search failed at iteration {it} (max |T - Xw|/(1+|T|) = {crit:.3g}); "
+                    f"the targets may be unreachable within the distance's domain and bounds"
+                )
+                break
+            lam, phi = lam_try, phi_try
+            u, u2 = u2, u
+            g, g2 = g2, g
+        self._u, self._g, self._u2, self._g2 = u, g, u2, g2
+        if singular_seen and converged:
+            message += "; the Newton system was singular at some iterate (pseudo-inverse used)"
+        return NewtonOutcome(
+            lam=lam,
+            g=g.copy(),
+            converged=converged,
+            iterations=it,
+            max_residual=history[-1],
+            message=message,
+            history=history,
+            seconds=time.perf_counter() - t0,
+            singular=singular_seen,
+        )
