@@ -16,15 +16,15 @@ __all__ = ["DEFAULT_SETTINGS", "installed_solvers", "resolve_solver", "solve_mod
 #: settings that make each solver meet calibration accuracy (override with solver_options)
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "CLARABEL": {
-        "tol_gap_abs": 1e-12,
-        "tol_gap_rel": 1e-12,
-        "tol_feas": 1e-12,
-        "tol_ktratio": 1e-10,
+        "tol_gap_abs": 1e-11,
+        "tol_gap_rel": 1e-11,
+        "tol_feas": 1e-11,
+        "tol_ktratio": 1e-9,
         "max_iter": 400,
     },
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
     "ECOS": {"abstol": 1e-12, "reltol": 1e-12, "feastol": 1e-12, "max_iters": 500},
-    "OSQP": {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iter": 400_000, "polish": True},
+    "OSQP": {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iter": 400_000, "polishing": True},
     "HIGHS": {},
 }
 

@@ -14,6 +14,8 @@ Kernels write into buffers the caller owns: on machines where fresh pages are ex
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -21,13 +23,38 @@ import scipy.sparse as sp
 __all__ = ["matvec", "rmatvec", "row_ranges", "weighted_gram", "weighted_row_sq"]
 
 
-def _chunks(n: int, p: int) -> int:
-    threads = numba.get_num_threads()
-    # one private p x p (or p) accumulator per chunk; keep their total memory modest
-    return max(1, min(threads, int(2e8 // max(1, 8 * p * p))))
+SERIAL_NNZ = 200_000
+"""Below this many non-zeros the serial kernels run (thread start-up costs more than it saves)."""
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+def _compile(fn):
+    """A parallel and a serial compiled version of one kernel (``prange`` = ``range`` serially).
+
+    The serial one compiles a clone with its own qualified name, so the two never share an
+    on-disk cache entry.
+    """
+    par = numba.njit(parallel=True, cache=True, nogil=True)(fn)
+    clone = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__
+    )
+    clone.__qualname__ = fn.__qualname__ + "_serial"
+    ser = numba.njit(cache=True, nogil=True)(clone)
+    return par, ser
+
+
+def _pick(kernels, nnz: int):
+    return kernels[1] if nnz < SERIAL_NNZ else kernels[0]
+
+
+def _threads(nnz: int) -> int:
+    return 1 if nnz < SERIAL_NNZ else numba.get_num_threads()
+
+
+def _chunks(nnz: int, p: int) -> int:
+    # one private p x p accumulator per chunk; keep their total memory modest
+    return max(1, min(_threads(nnz), int(2e8 // max(1, 8 * p * p))))
+
+
 def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
     n = indptr.shape[0] - 1
     acc = np.zeros((nchunks, p, p))
@@ -52,6 +79,9 @@ def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - com
     return out
 
 
+_GRAM_UPPER = _compile(_gram_upper)
+
+
 def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     """Dense ``X diag(v) X'`` for a CSC matrix with sorted indices.
 
@@ -68,13 +98,13 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
         The symmetric weighted Gram matrix.
     """
     p = Xc.shape[0]
-    upper = _gram_upper(
+    upper = _pick(_GRAM_UPPER, Xc.nnz)(
         Xc.indptr,
         Xc.indices,
         Xc.data,
         np.ascontiguousarray(v, dtype=np.float64),
         p,
-        _chunks(Xc.shape[1], p),
+        _chunks(Xc.nnz, p),
     )
     # indices are sorted, so every pair landed in the upper triangle
     diag = np.diag(upper).copy()
@@ -83,7 +113,6 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     return G
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
 def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
     n = indptr.shape[0] - 1
     for i in numba.prange(n):
@@ -93,15 +122,19 @@ def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
         out[i] = s
 
 
+_RMATVEC = _compile(_rmatvec)
+
+
 def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``X' lam`` for CSC ``X`` (p x n), written into ``out`` (length n) when given."""
     if out is None:
         out = np.empty(Xc.shape[1])
-    _rmatvec(Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(lam, dtype=np.float64), out)
+    _pick(_RMATVEC, Xc.nnz)(
+        Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(lam, dtype=np.float64), out
+    )
     return out
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
 def _matvec(indptr, indices, data, w, p, nchunks):  # pragma: no cover - compiled
     n = indptr.shape[0] - 1
     acc = np.zeros((nchunks, p))
@@ -122,17 +155,18 @@ def _matvec(indptr, indices, data, w, p, nchunks):  # pragma: no cover - compile
     return out
 
 
+_MATVEC = _compile(_matvec)
+
+
 def matvec(Xc: sp.csc_matrix, w: np.ndarray) -> np.ndarray:
     """``X w`` for CSC ``X`` (p x n)."""
     p = Xc.shape[0]
-    threads = numba.get_num_threads()
-    nchunks = max(1, min(threads, int(1e8 // max(1, 8 * p))))
-    return _matvec(
+    nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 8 * p))))
+    return _pick(_MATVEC, Xc.nnz)(
         Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(w, dtype=np.float64), p, nchunks
     )
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
 def _row_sq(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
     n = indptr.shape[0] - 1
     acc = np.zeros((nchunks, p))
@@ -151,16 +185,18 @@ def _row_sq(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compile
     return out
 
 
+_ROW_SQ = _compile(_row_sq)
+
+
 def weighted_row_sq(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     """``sum_i X_ji^2 v_i`` per row ``j``: the diagonal of ``X diag(v) X'``."""
     p = Xc.shape[0]
-    nchunks = max(1, min(numba.get_num_threads(), int(1e8 // max(1, 8 * p))))
-    return _row_sq(
+    nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 8 * p))))
+    return _pick(_ROW_SQ, Xc.nnz)(
         Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(v, dtype=np.float64), p, nchunks
     )
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
 def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cover - compiled
     n = indptr.shape[0] - 1
     # finite parts and counts of infinite contributions, per chunk
@@ -192,14 +228,16 @@ def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cove
     return out
 
 
+_ROW_RANGES = _compile(_row_ranges)
+
+
 def row_ranges(
     Xc: sp.csc_matrix, wlo: np.ndarray, whi: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smallest and largest ``X_j w`` over ``wlo <= w <= whi``, per target ``j``."""
     p = Xc.shape[0]
-    threads = numba.get_num_threads()
-    nchunks = max(1, min(threads, int(1e8 // max(1, 32 * p))))
-    acc = _row_ranges(
+    nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 32 * p))))
+    acc = _pick(_ROW_RANGES, Xc.nnz)(
         Xc.indptr,
         Xc.indices,
         Xc.data,

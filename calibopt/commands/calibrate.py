@@ -1,0 +1,164 @@
+"""``calibopt calibrate``: calibrate weights from files and write them.
+
+Two kinds of input:
+
+* unit data + margins: ``--data units.csv --margins margins.csv`` where the margins file has
+  columns ``variable``, ``level`` (empty for a continuous total) and ``total``;
+* a matrix + totals: ``--matrix X.npz`` (``scipy.sparse.save_npz``, targets x units, or a
+  Matrix Market ``.mtx``) and ``--totals totals.csv`` (columns ``name``, ``value``).
+
+CSV, TSV and Parquet (``.parquet``/``.pq``) are read by extension. The weights file
+(``unit``, ``weight``, ``g``) is written atomically and never overwrites an existing file
+unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse as sp
+
+from ..calibrate import calibrate
+from ..datasets.files import atomic_output
+from ..errors import InvalidProblemError
+from ..formulations import methods
+from ..margins import problem_from_margins
+from ..problem import CalibrationProblem
+
+__all__ = ["read_table", "register", "write_table"]
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file (by extension) with a clear error when it cannot."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidProblemError(f"input file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if suffix in (".tsv", ".tab"):
+            return pd.read_csv(p, sep="\t")
+        return pd.read_csv(p)
+    except ImportError as exc:
+        raise InvalidProblemError(
+            f"reading {p.name} needs pyarrow: pip install calibopt[parquet] ({exc})."
+        ) from exc
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InvalidProblemError(f"cannot read {str(p)!r}: {exc}") from exc
+
+
+def write_table(df: pd.DataFrame, path: str | Path, overwrite: bool = False) -> None:
+    """Write CSV or Parquet (by extension) atomically; refuse to replace a file by default."""
+    p = Path(path)
+    with atomic_output(p, overwrite=overwrite) as tmp:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+
+
+def _pair(values: list[str] | None) -> tuple[float | None, float | None] | None:
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        out.append(None if v.lower() in ("none", "inf", "-inf", "") else float(v))
+    return out[0], out[1]
+
+
+def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np.ndarray]:
+    options = dict(
+        bounds=_pair(args.bounds),
+        ratio_bounds=_pair(args.ratio_bounds),
+        tolerance=args.tolerance,
+    )
+    if args.data is not None:
+        if args.margins is None:
+            raise InvalidProblemError("--data needs --margins (a file of variable,level,total).")
+        data = read_table(args.data)
+        margins = read_table(args.margins)
+        ids = data[args.id].to_numpy() if args.id else np.arange(len(data))
+        if args.id and args.id not in data.columns:
+            raise InvalidProblemError(f"--id column {args.id!r} is not in {args.data}.")
+        problem = problem_from_margins(
+            data, margins, weights=args.weights, population=args.population, **options
+        )
+        return problem, ids
+    if args.matrix is None or args.totals is None:
+        raise InvalidProblemError(
+            "give either --data and --margins, or --matrix and --totals (see --help)."
+        )
+    mpath = Path(args.matrix)
+    if not mpath.is_file():
+        raise InvalidProblemError(f"matrix file {str(mpath)!r} does not exist.")
+    try:
+        X = scipy.io.mmread(mpath) if mpath.suffix == ".mtx" else sp.load_npz(mpath)
+    except (ValueError, OSError) as exc:
+        raise InvalidProblemError(f"cannot read the matrix {str(mpath)!r}: {exc}") from exc
+    totals = read_table(args.totals)
+    if "value" in totals.columns:
+        values = totals["value"].to_numpy()
+        names = totals["name"].astype(str).tolist() if "name" in totals.columns else None
+    else:
+        values, names = totals.iloc[:, -1].to_numpy(), None
+    d = None
+    if args.initial_weights:
+        dt = read_table(args.initial_weights)
+        d = dt.iloc[:, -1].to_numpy()
+    problem = CalibrationProblem(X, values, initial_weights=d, target_names=names, **options)
+    return problem, np.arange(problem.n_units)
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InvalidProblemError(f"{str(out)!r} exists; pass --overwrite to replace it.")
+    problem, ids = _problem_from_args(args)
+    options = {}
+    if args.penalty is not None:
+        options["penalty"] = args.penalty
+    result = calibrate(problem, method=args.method, solver=args.solver, **options)
+    table = pd.DataFrame({"unit": ids, "weight": result.weights, "g": result.g})
+    write_table(table, out, overwrite=args.overwrite)
+    if args.diagnostics:
+        write_table(result.diagnostics, args.diagnostics, overwrite=args.overwrite)
+    print(result.summary())
+    with pd.option_context("display.width", 120, "display.max_rows", 60):
+        print(result.diagnostics[["name", "value", "estimate", "rel_error"]].to_string(index=False))
+    print(f"weights written to {out}")
+    return 0 if result.success else 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``calibopt calibrate``."""
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate weights from unit data + margins, or a matrix + totals",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_argument_group("unit data + margins")
+    src.add_argument("--data", help="unit data (CSV/TSV/Parquet), one row per unit")
+    src.add_argument("--margins", help="margins file: columns variable, level, total")
+    src.add_argument("--weights", help="column of --data with the design weights (default 1)")
+    src.add_argument("--population", type=float, help="population size (adds an intercept)")
+    src.add_argument("--id", help="column of --data identifying units in the output")
+    mat = p.add_argument_group("matrix + totals")
+    mat.add_argument("--matrix", help="sparse matrix, targets x units (.npz or .mtx)")
+    mat.add_argument("--totals", help="totals file: columns name, value")
+    mat.add_argument("--initial-weights", help="file whose last column holds the design weights")
+    p.add_argument("--method", default="raking", help=f"one of {', '.join(methods())}")
+    p.add_argument("--solver", default=None, help="'newton' (default) or a cvxpy solver name")
+    p.add_argument("--bounds", nargs=2, metavar=("LOWER", "UPPER"), help="bounds on w")
+    p.add_argument("--ratio-bounds", nargs=2, metavar=("L", "U"), help="bounds on g = w/d")
+    p.add_argument("--tolerance", type=float, default=0.0, help="relative tolerance per target")
+    p.add_argument("--penalty", type=float, default=None, help="soft targets with this weight")
+    p.add_argument("--out", required=True, help="output weights file (.csv or .parquet)")
+    p.add_argument("--diagnostics", help="also write the per-target fit table here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=_run)
