@@ -171,7 +171,8 @@ def per_area_problem(n=215_000, seed=0):
         cols[f"amount{v}"] = np.where(rng.random(n) < share, rng.lognormal(8, 1.5, n), 0.0)
     X = np.vstack(list(cols.values()))
     d = rng.lognormal(4.0, 0.5, n) * 0.02  # national weights x an area share
-    g_hidden = np.clip(rng.lognormal(0.0, 0.35, n), 0.2, 5.0)
+    # the area's composition differs from the nation's: richer, so g grows with the AGI bin
+    g_hidden = np.clip(rng.lognormal(0.0, 0.35, n) * np.exp(0.5 * (agi_bin - 4)), 0.0, 9.0)
     b = X @ (d * g_hidden)
     import scipy.sparse as sp
 

@@ -8,6 +8,7 @@ Every method is an explicit optimisation model.
 """
 
 from .calibrate import calibrate
+from .compare import compare
 from .errors import CalibrationError, InfeasibleError, InvalidProblemError, SolverError
 from .formulations import method_table, methods
 from .margins import problem_from_margins
@@ -25,6 +26,7 @@ __all__ = [
     "SolverError",
     "__version__",
     "calibrate",
+    "compare",
     "method_table",
     "methods",
     "problem_from_margins",
