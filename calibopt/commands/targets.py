@@ -1,0 +1,147 @@
+"""``calibopt targets``: create, fill, inspect and export a targets database.
+
+Sub-commands::
+
+    calibopt targets load TARGETS.csv --db targets.db [--replace]
+    calibopt targets export --db targets.db --out targets.csv [--variables snap ...]
+    calibopt targets overview --db targets.db
+    calibopt targets synthetic --db targets.db [--size tiny] [--seed 0] [--noise 0.02]
+                               [--dataset country.h5 [--layout policyengine]]
+    calibopt targets uprate --db targets.db VARIABLE FROM_PERIOD TO_PERIOD FACTOR
+
+``--db`` takes a SQLite path or any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``).
+The CSV format has one row per target: ``variable``, ``period``, ``value`` and
+``constraints`` ("state_fips == 37; age >= 0; age < 5", empty for national), optionally
+``reform_id``, ``active``, ``tolerance`` (percent), ``source``, ``notes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from ..matrix.database import TargetFilter, TargetsDatabase
+
+__all__ = ["add_filter_arguments", "filter_from_args", "register"]
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    """The target filter options shared by the commands that select targets."""
+    g = p.add_argument_group("target filter (AND across options, OR within one)")
+    g.add_argument("--variables", nargs="+", metavar="VAR", help="target variables")
+    g.add_argument(
+        "--domain-variables",
+        nargs="+",
+        metavar="VAR",
+        help="domain (constraint) variables; '' for targets without a domain",
+    )
+    g.add_argument("--geo-levels", nargs="+", choices=["national", "state", "district"])
+    g.add_argument("--geographic-ids", nargs="+", metavar="ID", help="'US', FIPS, GEOIDs")
+
+
+def filter_from_args(args: argparse.Namespace) -> TargetFilter:
+    """The :class:`TargetFilter` given by :func:`add_filter_arguments` options."""
+    return TargetFilter(
+        variables=args.variables,
+        domain_variables=args.domain_variables,
+        geo_levels=args.geo_levels,
+        geographic_ids=args.geographic_ids,
+    )
+
+
+def _load(args: argparse.Namespace) -> int:
+    with TargetsDatabase.create(args.db) as db:
+        n = db.load_csv(args.csv, replace=args.replace)
+    print(f"loaded {n:,} target(s) from {args.csv} into {args.db}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with TargetsDatabase(args.db) as db:
+        n = db.to_csv(args.out, filter=filter_from_args(args), overwrite=args.overwrite)
+    print(f"wrote {n:,} target(s) to {args.out}")
+    return 0
+
+
+def _overview(args: argparse.Namespace) -> int:
+    with TargetsDatabase(args.db) as db:
+        table = db.summary()
+        up = db.uprating()
+    if table.empty:
+        print(f"{args.db}: no targets")
+        return 0
+    with pd.option_context("display.width", 160, "display.max_rows", 500):
+        print(table.to_string(index=False))
+    print(f"\n{int(table['n_targets'].sum()):,} target(s)")
+    if len(up):
+        print(f"{len(up)} uprating factor(s):")
+        print(up.to_string(index=False))
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from ..datasets import synthetic_country
+
+    country = synthetic_country(args.size, seed=args.seed, noise=args.noise, period=args.period)
+    with TargetsDatabase.create(args.db) as db:
+        n = country.write_targets(db)
+    print(f"{country}\nwrote {n:,} target(s) to {args.db}")
+    if args.dataset:
+        country.dataset.to_hdf5(args.dataset, layout=args.layout, overwrite=args.overwrite)
+        print(f"wrote the unit data ({args.layout} layout) to {args.dataset}")
+    return 0
+
+
+def _uprate(args: argparse.Namespace) -> int:
+    with TargetsDatabase.create(args.db) as db:
+        db.add_uprating(args.variable, args.from_period, args.to_period, args.factor)
+    print(f"{args.variable}: {args.from_period} -> {args.to_period} x {args.factor:g}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``calibopt targets``."""
+    p = sub.add_parser(
+        "targets",
+        help="targets database: load, export, overview, synthetic",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tsub = p.add_subparsers(dest="targets_command", metavar="ACTION", required=True)
+
+    q = tsub.add_parser("load", help="add the targets of a CSV file (creates the database)")
+    q.add_argument("csv", help="targets CSV")
+    q.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
+    q.add_argument("--replace", action="store_true", help="replace targets that exist")
+    q.set_defaults(func=_load)
+
+    q = tsub.add_parser("export", help="write targets (with constraints) to CSV")
+    q.add_argument("--db", required=True)
+    q.add_argument("--out", required=True, help="output CSV")
+    q.add_argument("--overwrite", action="store_true")
+    add_filter_arguments(q)
+    q.set_defaults(func=_export)
+
+    q = tsub.add_parser("overview", help="count targets by level, variable and domain")
+    q.add_argument("--db", required=True)
+    q.set_defaults(func=_overview)
+
+    q = tsub.add_parser("synthetic", help="write the synthetic country's targets (and data)")
+    q.add_argument("--db", required=True)
+    q.add_argument("--size", default="tiny", choices=["tiny", "small", "default", "full"])
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--noise", type=float, default=0.0, help="relative noise on the targets")
+    q.add_argument("--period", type=int, default=2024)
+    q.add_argument("--dataset", help="also write the unit data to this HDF5 file")
+    q.add_argument("--layout", default="calibopt", choices=["calibopt", "policyengine"])
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=_synthetic)
+
+    q = tsub.add_parser("uprate", help="record an uprating factor between two periods")
+    q.add_argument("--db", required=True)
+    q.add_argument("variable")
+    q.add_argument("from_period", type=int)
+    q.add_argument("to_period", type=int)
+    q.add_argument("factor", type=float)
+    q.set_defaults(func=_uprate)
