@@ -51,8 +51,8 @@ def _threads(nnz: int) -> int:
 
 
 def _chunks(nnz: int, p: int) -> int:
-    # one private p x p accumulator per chunk; keep their total memory modest
-    return max(1, min(_threads(nnz), int(2e8 // max(1, 8 * p * p))))
+    # one private p x p accumulator per chunk; keep their total memory under ~1.2 GB
+    return max(1, min(_threads(nnz), int(1.2e9 // max(1, 8 * p * p))))
 
 
 def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled

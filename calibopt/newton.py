@@ -12,11 +12,12 @@ Its gradient is the residual ``r = T - X w - P lambda`` and its negative Hessian
 start for every distance, bounded or not; near the solution full steps give quadratic
 convergence. With bounds, ``F' = 0`` for units on a bound, and a target whose units are all
 on bounds gives ``J`` a zero row: the pure (semi-smooth) Newton step would then never move
-its multiplier. On such rows (those keeping under 1% of their unclipped curvature) a
-Levenberg-Marquardt term ``mu diag(X D X')_jj`` with ``mu`` equal to the current scaled
-residual keeps the row alive; it vanishes as the method converges. The system is dense
-``p x p`` (numba Gram kernel, Cholesky, pseudo-inverse when singular) for up to
-``dense_limit`` targets, and matrix-free conjugate gradients beyond.
+its multiplier. On such rows (those keeping under ``LM_WEAK`` of their unclipped curvature) a
+Levenberg-Marquardt term ``mu diag(X D X')_jj``, ``mu = LM_SCALE min(1, residual)``, keeps
+the row alive; it vanishes as the method converges. The system is dense
+``p x p`` (numba Gram kernel; Cholesky, pseudo-inverse when singular, or sparse LU when the
+matrix is large and sparse, as in local-area problems) for up to ``dense_limit`` targets, and
+matrix-free conjugate gradients beyond.
 Convergence is R's rule: ``max_j |r_j| / (1 + |T_j|) < epsilon``.
 
 The solver can work on a subset of the rows of X (the others get ``lambda_j = 0``): the
@@ -38,10 +39,28 @@ import scipy.sparse.linalg as spla
 from .distances import Distance
 from .kernels import matvec, rmatvec, weighted_gram, weighted_row_sq
 
-__all__ = ["DENSE_LIMIT", "DualNewton", "NewtonOutcome", "solve_symmetric_psd"]
+__all__ = [
+    "DENSE_LIMIT",
+    "REDUNDANCY_LIMIT",
+    "DualNewton",
+    "NewtonOutcome",
+    "solve_symmetric_psd",
+]
 
-DENSE_LIMIT = 3000
-"""Largest number of targets solved with the dense Newton system (CG beyond)."""
+DENSE_LIMIT = 12_000
+"""Largest number of targets whose Newton matrix is formed (CG, matrix-free, beyond)."""
+SPARSE_MIN = 1_000
+"""From this many targets, a Newton matrix with few non-zeros is factorised as sparse."""
+SPARSE_DENSITY = 0.05
+"""Largest share of non-zeros for the sparse factorisation."""
+REDUNDANCY_LIMIT = 12_000
+"""Up to this many targets, redundant targets are found (pivoted Cholesky) and dropped."""
+LM_WEAK = 1e-10
+"""A row keeping less than this share of its unclipped curvature gets a Levenberg term."""
+LM_SCALE = 1e-3
+"""Size of that Levenberg term relative to the unclipped curvature (times the residual)."""
+SPARSE_RIDGE = 1e-11
+"""Ridge on the unit (Jacobi-scaled) diagonal of the sparse factorisation."""
 
 
 @dataclass
@@ -56,45 +75,61 @@ class NewtonOutcome:
     message: str
     history: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    singular: bool = False
+    linear_solvers: list[str] = field(default_factory=list)
 
 
 def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.finfo(float).eps):
-    """Solve ``J x = r`` for symmetric PSD ``J``: Jacobi-scaled Cholesky, else pseudo-inverse.
+    """Solve ``J x = r`` for symmetric PSD ``J`` (the Newton system), Jacobi-scaled.
 
-    Rows with a zero diagonal (targets with no free unit) get ``x_j = 0``. When ``J`` is
-    singular the minimum-norm least-squares solution is returned (eigenvalues below
-    ``rcond * max eigenvalue`` are dropped, like ``MASS::ginv`` in R).
+    * Rows with a zero diagonal (targets with no free unit) get ``x_j = 0``.
+    * Large and sparse ``J`` (local-area problems: district rows only meet their own state's
+      and the nation's) is factorised by sparse LU (SuperLU, symmetric minimum-degree
+      ordering) with a ridge of ``SPARSE_RIDGE`` on the unit diagonal, which keeps it
+      non-singular when targets are linearly redundant: the solution then approximates the
+      minimum-norm one, and Newton's iterations remove the difference.
+    * Otherwise dense Cholesky; when ``J`` is singular, the minimum-norm least-squares
+      solution (eigenvalues below ``rcond * max eigenvalue`` dropped, like ``MASS::ginv``).
 
     Returns
     -------
     x : ndarray
-    singular : bool
-        True when the pseudo-inverse was needed.
+    how : str
+        ``"cholesky"``, ``"pseudo-inverse"`` or ``"sparse-lu"``.
     """
     diag = np.diag(J).copy()
     live = diag > 0
     x = np.zeros_like(r)
     if not live.any():
-        return x, True
+        return x, "pseudo-inverse"
     idx = np.flatnonzero(live)
     s = 1.0 / np.sqrt(diag[idx])
-    Js = J[np.ix_(idx, idx)] * s[:, None] * s[None, :]
+    Js = J[np.ix_(idx, idx)] if idx.size < J.shape[0] else J.copy()
+    Js *= s[:, None]
+    Js *= s[None, :]
     rs = r[idx] * s
+    m = idx.size
+    if m >= SPARSE_MIN and np.count_nonzero(Js) <= SPARSE_DENSITY * m * m:
+        A = sp.csc_matrix(Js)
+        A = A + SPARSE_RIDGE * sp.identity(m, format="csc")
+        lu = spla.splu(
+            A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+        )
+        x[idx] = lu.solve(rs) * s
+        return x, "sparse-lu"
     try:
         c, low = la.cho_factor(Js, lower=False, check_finite=False)
         # reject numerically singular factors (tiny pivots relative to the unit diagonal)
         if np.min(np.abs(np.diag(c))) ** 2 < 1e3 * rcond:
             raise la.LinAlgError("near singular")
         y = la.cho_solve((c, low), rs, check_finite=False)
-        singular = not live.all()
+        how = "cholesky"
     except la.LinAlgError:
         evals, evecs = la.eigh(Js, check_finite=False)
         keep = evals > rcond * max(evals.max(), 0.0)
         y = evecs[:, keep] @ ((evecs[:, keep].T @ rs) / evals[keep])
-        singular = True
+        how = "pseudo-inverse"
     x[idx] = y * s
-    return x, singular
+    return x, how
 
 
 class DualNewton:
@@ -158,14 +193,20 @@ class DualNewton:
         return val if np.isfinite(val) else -np.inf
 
     def _levenberg(self, rows, diagJ, crit) -> np.ndarray | None:
-        """``mu diag(X D X')_jj`` (``mu = min(1, crit)``) on rows left with < 1% curvature."""
+        """``mu diag(X D X')_jj`` on rows left with little curvature (``LM_WEAK``).
+
+        ``mu = LM_SCALE * min(1, crit)``: enough to give a row whose units all sit on bounds a
+        finite step, small enough not to slow rows that keep a little curvature.
+        """
         if (self.lo is None and self.hi is None) or self.dist.intrinsic_bounds:
             return None
         if self._ref is None:
             self._ref = weighted_row_sq(self.Xc, self.d)
         ref = self._ref[rows]
-        weak = diagJ < 1e-2 * ref
-        return np.where(weak, min(1.0, crit) * ref, 0.0) if weak.any() else None
+        weak = diagJ < LM_WEAK * ref
+        if not weak.any():
+            return None
+        return np.where(weak, LM_SCALE * min(1.0, crit) * ref, 0.0)
 
     def _direction(self, rows, u, g, r, pdiag, cg_tol, J0, crit) -> tuple[np.ndarray, bool]:
         v = self.dist.dF(u, g, self.lo, self.hi, out=self._v)
@@ -213,7 +254,7 @@ class DualNewton:
         x, info = spla.cg(
             A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
         )
-        return x, info != 0
+        return x, "cg" if info == 0 else "cg-unconverged"
 
     # ------------------------------------------------------------------ driver
     def solve(
@@ -262,7 +303,8 @@ class DualNewton:
         self._weights_at(lam_full, u, g)
         phi = self._dual(lam, T, u, g, pdiag)
         history: list[float] = []
-        converged = singular_seen = False
+        converged = False
+        solvers: list[str] = []
         message = ""
         it = 0
         while True:
@@ -286,10 +328,11 @@ class DualNewton:
                 break
             it += 1
             cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
-            delta, singular = self._direction(
+            delta, how = self._direction(
                 rows, u, g, r, pdiag, cg_tol, J0 if it == 1 else None, crit
             )
-            singular_seen |= singular
+            if how not in solvers:
+                solvers.append(how)
             slope = float(r @ delta)
             if not np.isfinite(slope) or slope <= 0:
                 message = f"no ascent direction at iteration {it} (singular system); stopped"
@@ -319,7 +362,7 @@ class DualNewton:
             u, u2 = u2, u
             g, g2 = g2, g
         self._u, self._g, self._u2, self._g2 = u, g, u2, g2
-        if singular_seen and converged:
+        if "pseudo-inverse" in solvers and converged:
             message += "; the Newton system was singular at some iterate (pseudo-inverse used)"
         return NewtonOutcome(
             lam=lam,
@@ -330,5 +373,5 @@ class DualNewton:
             message=message,
             history=history,
             seconds=time.perf_counter() - t0,
-            singular=singular_seen,
+            linear_solvers=solvers,
         )

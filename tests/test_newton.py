@@ -193,3 +193,27 @@ def test_many_binding_bounds(method):
         for solver in ("CLARABEL", "SCS", "ECOS"):
             other = co.calibrate(p, method=method, solver=solver)
             assert r.objective <= other.objective * (1 + 1e-9)
+
+
+def test_local_area_problem_sparse_newton_system():
+    """A local-area problem (1,231 targets) goes through the sparse LU Newton system and
+    lands on the optimum that Clarabel finds, with the redundant targets dropped."""
+    import warnings
+
+    from calibopt.datasets import synthetic_country
+    from calibopt.matrix import MatrixBuilder
+
+    c = synthetic_country("small", n_states=10, n_districts=90, n_households=300, seed=1)
+    m = MatrixBuilder(c.targets_database(), c.dataset, c.geographies, rules=c.rules).build()
+    p = m.to_problem()  # bounds (0, None): truncated linear with many weights at 0
+    assert p.n_targets > 1000
+    r = co.calibrate(p, method="linear", epsilon=1e-11)
+    assert r.status == "optimal" and "sparse-lu" in r.info["linear_solvers"]
+    assert len(r.dropped_targets) > 50  # states = sums of their districts
+    assert r.max_rel_error < 1e-9 and np.sum(r.weights == 0) > 500
+    np.testing.assert_allclose(p.X @ c.true_weights, p.targets, rtol=1e-12)  # feasible truth
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = co.calibrate(p, method="linear", solver="CLARABEL")
+    assert r.objective <= other.objective * (1 + 1e-9)
+    assert other.objective == pytest.approx(r.objective, rel=1e-6)

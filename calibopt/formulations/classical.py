@@ -31,7 +31,7 @@ from ..distances import Distance, get_distance
 from ..errors import InfeasibleError, InvalidProblemError, SolverError
 from ..feasibility import check_target_ranges, lp_certificate, reduce_redundant_targets
 from ..kernels import matvec, weighted_gram
-from ..newton import DENSE_LIMIT, DualNewton, NewtonOutcome
+from ..newton import DENSE_LIMIT, REDUNDANCY_LIMIT, DualNewton, NewtonOutcome
 from ..problem import CalibrationProblem
 from ..result import STATUS_OPTIMAL, STATUS_STOPPED, CalibrationResult
 from .registry import register_method
@@ -109,7 +109,7 @@ def _newton_exact(problem, prep, engine, *, epsilon, max_iter):
     dropped: list[str] = []
     rows = np.arange(problem.n_targets)
     J0 = None
-    if problem.n_targets <= engine.dense_limit:
+    if problem.n_targets <= min(engine.dense_limit, REDUNDANCY_LIMIT):
         free = np.where(prep.glo < prep.ghi, prep.d, 0.0)
         Jfree = weighted_gram(prep.Xc, free)
         keep, drop = reduce_redundant_targets(Jfree, b, names)
@@ -234,6 +234,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
         info.update(extra)
     timings["newton"] = time.perf_counter() - t0 - timings["checks"]
     info["history"] = out.history
+    info["linear_solvers"] = out.linear_solvers
     w = _full(prep, prep.d * out.g, 0.0)
     message = out.message
     if dropped:
