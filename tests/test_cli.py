@@ -179,7 +179,10 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys, survey_files):
     assert not (tmp_path / "w.csv").exists()
 
 
-def test_demo_runs(tmp_path, capsys):
+def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "raking" in out and "optimal" in out
+    assert (tmp_path / "demo" / "targets.db").is_file()  # the local-area stage's database
+    assert "Fit by target group" in out
+    assert "to the cent" in out and "dollars moved vs truth" in out

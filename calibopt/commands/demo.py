@@ -1,8 +1,10 @@
 """``calibopt demo``: an end-to-end run on the embedded synthetic data.
 
-Stage 1 calibrates a synthetic survey sample to population margins with every classical
-distance (Newton and one cvxpy solver) and prints the fit and the bias removed. Later stages
-(local-area pipeline, stacking, allocation) run when their modules are present.
+1. calibrates a synthetic survey sample to population margins with every classical distance
+   (Newton and one cvxpy solver) and prints the fit and the bias removed;
+2. builds the synthetic country's targets database (SQLite, in --out) and its local-area matrix
+   (household x district columns), calibrates it, and prints the fit by target group;
+3. follows the calibrated district estimates to Title I dollars per district.
 """
 
 from __future__ import annotations
@@ -82,16 +84,23 @@ def survey_demo(seed: int = 0, out: Callable[[str], None] = print) -> pd.DataFra
     return table
 
 
-STAGES: list[tuple[str, str]] = [
-    ("survey", "calibopt.commands.demo:survey_demo"),
-]
-
-
 def _run(args: argparse.Namespace) -> int:
+    from ..allocation.demo import allocation_demo
+    from ..matrix.demo import local_area_demo
+
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    print("== calibopt demo: classical calibration of a survey sample ==")
+    print("== 1. classical calibration of a survey sample ==")
     survey_demo(seed=args.seed)
+    print(f"\n== 2. local-area calibration of the synthetic country ({args.size}) ==")
+    local = local_area_demo(
+        size=args.size,
+        method=args.method,
+        seed=args.seed,
+        database=str(outdir / "targets.db"),
+    )
+    print("\n== 3. from calibrated district estimates to Title I dollars ==")
+    allocation_demo(local, seed=args.seed)
     return 0
 
 
@@ -101,6 +110,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="end-to-end demo on the embedded synthetic data", description=__doc__
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
-    p.add_argument("--size", default="tiny", help="synthetic country size for local-area stages")
+    p.add_argument(
+        "--size", default="tiny", help="synthetic country size: tiny, small, default, full"
+    )
+    p.add_argument("--method", default="raking", help="method of the local-area stage")
     p.add_argument("--out", default="calibopt-demo", help="directory for the demo's files")
     p.set_defaults(func=_run)
