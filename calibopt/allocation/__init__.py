@@ -38,7 +38,12 @@ from .provisions import (
     to_cents,
 )
 from .statute import GRANT_TYPES, STATE_MINIMUM_RULES, StateMinimumRule
-from .synthetic import synthetic_lea_inputs, synthetic_leas, synthetic_state_minimum_rules
+from .synthetic import (
+    household_children,
+    synthetic_lea_inputs,
+    synthetic_leas,
+    synthetic_state_minimum_rules,
+)
 from .thresholds import (
     BASIC_RULE,
     CONCENTRATION_RULE,
@@ -98,6 +103,7 @@ __all__ = [
     "efig_table",
     "equity_factor",
     "hold_harmless_rates",
+    "household_children",
     "lea_estimates",
     "ratable_reduction",
     "solve_provisions",

@@ -17,23 +17,9 @@ import pandas as pd
 
 from .allocators import SonnenbergAllocator
 from .dollars import compare_allocations, lea_estimates
-from .synthetic import synthetic_lea_inputs, synthetic_state_minimum_rules
+from .synthetic import household_children, synthetic_lea_inputs, synthetic_state_minimum_rules
 
-__all__ = ["allocation_demo", "household_children"]
-
-
-def household_children(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per household: children aged 5-17, and those of them in poverty (formula children).
-
-    The poverty line is the 2024 HHS guideline for the 48 states ($15,060 plus $5,380 per
-    additional person), applied to household income.
-    """
-    hh = dataset.household
-    line = 15_060 + 5_380 * (hh["household_size"].to_numpy() - 1)
-    poor = hh["household_income"].to_numpy() < line
-    age = dataset.get("age")
-    kids = dataset.map_to(((age >= 5) & (age <= 17)).astype(float), "person", "household")
-    return kids, kids * poor
+__all__ = ["allocation_demo"]
 
 
 def allocation_demo(local: Any, seed: int = 0, out: Callable[[str], None] = print) -> pd.DataFrame:

@@ -12,6 +12,7 @@ prefixes=("true", "est"))`` runs as is. Same seed, same table.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from . import inputs, statute
 
 __all__ = [
     "DOLLARS_PER_FORMULA_CHILD",
+    "household_children",
     "synthetic_lea_inputs",
     "synthetic_leas",
     "synthetic_state_minimum_rules",
@@ -186,3 +188,17 @@ def synthetic_state_minimum_rules(
     """
     factor = float(estimates[inputs.eligible_column(prefix)].sum()) / statute.US_FORMULA_CHILDREN
     return {g: r.scaled(factor) for g, r in statute.STATE_MINIMUM_RULES.items()}
+
+
+def household_children(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per household: children aged 5-17, and those of them in poverty (formula children).
+
+    The poverty line is the 2024 HHS guideline for the 48 states ($15,060 plus $5,380 per
+    additional person), applied to household income.
+    """
+    hh = dataset.household
+    line = 15_060 + 5_380 * (hh["household_size"].to_numpy() - 1)
+    poor = hh["household_income"].to_numpy() < line
+    age = dataset.get("age")
+    kids = dataset.map_to(((age >= 5) & (age <= 17)).astype(float), "person", "household")
+    return kids, kids * poor
