@@ -3,26 +3,32 @@
 For a distance ``G`` with link ``F = (G')^-1`` (see :mod:`calibopt.distances`), the weights are
 ``w_i = d_i F(x_i' lambda)`` and ``lambda`` maximises the concave dual
 
-    phi(lambda) = lambda' T - sum_i d_i G*(x_i' lambda) - 1/2 lambda' P lambda,
+    phi(lambda) = lambda' T - sum_i d_i G*(x_i' lambda) - sum_j h_j(lambda_j),
 
-where ``P`` is a non-negative diagonal (0 for exact targets; ``s_j^2 / mu`` in penalty mode).
-Its gradient is the residual ``r = T - X w - P lambda`` and its negative Hessian is
-``J = X diag(d F'(u)) X' + P``. Each iteration solves ``J delta = r`` and takes the longest step
-``t in {1, 1/2, 1/4, ...}`` that increases ``phi`` (Armijo), so the method converges from any
-start for every distance, bounded or not; near the solution full steps give quadratic
-convergence. With bounds, ``F' = 0`` for units on a bound, and a target whose units are all
-on bounds gives ``J`` a zero row: the pure (semi-smooth) Newton step would then never move
-its multiplier. On such rows (those keeping under ``LM_WEAK`` of their unclipped curvature) a
-Levenberg-Marquardt term ``mu diag(X D X')_jj``, ``mu = LM_SCALE min(1, residual)``, keeps
-the row alive; it vanishes as the method converges. The system is dense
-``p x p`` (numba Gram kernel; Cholesky, pseudo-inverse when singular, or sparse LU when the
-matrix is large and sparse, as in local-area problems) for up to ``dense_limit`` targets, and
-matrix-free conjugate gradients beyond.
-Convergence is R's rule: ``max_j |r_j| / (1 + |T_j|) < epsilon``.
+where the last sum belongs to rows with slacks (tolerance bands, penalty mode; see
+:class:`Slacks`). Its gradient is the residual ``r = T - X w + e*(lambda)`` and its negative
+Hessian ``J = X diag(d F'(u)) X' + P``, ``P`` the slacks' curvature.
 
-The solver can work on a subset of the rows of X (the others get ``lambda_j = 0``): the
-tolerance-band active-set loop and the removal of redundant targets use this without
-copying the matrix. Work vectors are allocated once and reused.
+Each iteration solves ``J delta = r`` and takes the full step when it increases ``phi``
+(Armijo), which near the solution gives quadratic convergence and, from ``lambda = 0``, R's
+own iterates. Otherwise it halves the step a few times, then adds a Levenberg-Marquardt term
+``mu diag(J)`` (growing ``mu`` turns the step towards the scaled gradient), so every
+accepted step increases ``phi`` (or, where the change of ``phi`` is below its float rounding,
+lowers the residual). With bounds, ``F' = 0`` for units on a bound: a row whose units all sit
+on bounds gets a small Levenberg term (``LM_WEAK``), and a step that made no progress is
+followed by one that counts the bound units with their unclipped curvature (the semi-smooth
+Newton matrix can be singular along the direction that frees them). Newton stops as stalled
+when its best
+residual improves less than 2x over ``STALL_WINDOW`` iterations (degenerate problems: more
+binding bands and bounds than free units), and callers may then hand the same model to an
+interior-point solver.
+
+The system is dense ``p x p`` (numba Gram kernel; Cholesky, pseudo-inverse when singular, or
+sparse LU when the matrix is large and sparse, as in local-area problems) for up to
+``dense_limit`` targets, and matrix-free conjugate gradients beyond. Convergence is R's rule:
+``max_j |r_j| / (1 + |T_j|) < epsilon``. The solver can work on a subset of the rows of X (the
+others get ``lambda_j = 0``), which the removal of redundant targets uses without copying the
+matrix. Work vectors are allocated once and reused.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ __all__ = [
     "REDUNDANCY_LIMIT",
     "DualNewton",
     "NewtonOutcome",
+    "Slacks",
     "solve_symmetric_psd",
 ]
 
@@ -55,6 +62,16 @@ SPARSE_DENSITY = 0.05
 """Largest share of non-zeros for the sparse factorisation."""
 REDUNDANCY_LIMIT = 12_000
 """Up to this many targets, redundant targets are found (pivoted Cholesky) and dropped."""
+HALVINGS = 10
+"""Step halvings tried before the Levenberg-Marquardt term grows."""
+LM_START = 1e-6
+"""First Levenberg-Marquardt term tried when the Newton step fails (relative to diag(J))."""
+LM_ATTEMPTS = 12
+"""Levenberg-Marquardt increases (x10 each) before a step is declared impossible."""
+PRECISION_FLOOR = 1e-9
+"""Below this scaled residual a step that cannot improve counts as converged (rounding)."""
+STALL_WINDOW = 8
+"""Newton stops as stalled when the residual falls less than 2x over this many iterations."""
 LM_WEAK = 1e-10
 """A row keeping less than this share of its unclipped curvature gets a Levenberg term."""
 LM_SCALE = 1e-3
@@ -132,6 +149,36 @@ def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.fi
     return x, how
 
 
+@dataclass
+class Slacks:
+    """Per-row slacks ``e_j`` with cost ``c_j e_j^2 / 2`` and box ``|e_j| <= t_j``.
+
+    A row ``j`` asks ``X_j w - e_j = T_j``. Penalty mode is ``t = inf``, ``c = mu D / s_j^2``;
+    a tolerance band is ``t_j = tol_j |b_j|`` with a tiny ``c_j`` (inside the band the slack
+    absorbs the difference almost for free; at an end it is clipped and the row becomes an
+    equality at that end). In the dual, ``e*(lambda) = clip(-lambda / c, -t, t)``, the
+    residual gains ``+ e*`` and the Newton matrix gains ``1 / c`` on rows whose slack is not
+    clipped; the dual loses ``h(lambda) = sup_{|e| <= t} (-lambda e - c e^2 / 2)``.
+    """
+
+    cost: np.ndarray
+    width: np.ndarray
+
+    def e(self, lam: np.ndarray) -> np.ndarray:
+        """The optimal slack for multipliers ``lam``."""
+        return np.clip(-lam / self.cost, -self.width, self.width)
+
+    def curvature(self, lam: np.ndarray) -> np.ndarray:
+        """``1 / c`` where the slack is inside its box, 0 where clipped."""
+        inside = np.abs(lam) < self.cost * self.width
+        return np.where(inside, 1.0 / self.cost, 0.0)
+
+    def h(self, lam: np.ndarray) -> float:
+        """``sum_j h_j(lambda_j)`` (the slacks' share of the dual)."""
+        e = self.e(lam)
+        return float(np.sum(-lam * e - 0.5 * self.cost * e * e))
+
+
 class DualNewton:
     """Newton's method on the dual of ``min sum d G(g)`` s.t. ``X (d g) = T``, ``lo <= g <= hi``.
 
@@ -174,6 +221,7 @@ class DualNewton:
         self._w = np.empty(n)
         self._v = np.empty(n)
         self._ref: np.ndarray | None = None
+        self._mu = 0.0
 
     # ------------------------------------------------------------------ pieces
     def _weights_at(self, lam: np.ndarray, u: np.ndarray, g: np.ndarray) -> None:
@@ -185,11 +233,11 @@ class DualNewton:
         u = rmatvec(self.Xc, lam)
         return self.dist.F(u, self.lo, self.hi)
 
-    def _dual(self, lam_r, T, u, g, pdiag) -> float:
+    def _dual(self, lam_r, T, u, g, slacks) -> float:
         with np.errstate(over="ignore", invalid="ignore"):
             val = float(lam_r @ T) - self.dist.conjugate_sum(self.d, u, g, self.lo, self.hi)
-            if pdiag is not None:
-                val -= 0.5 * float(lam_r @ (pdiag * lam_r))
+            if slacks is not None:
+                val -= slacks.h(lam_r)
         return val if np.isfinite(val) else -np.inf
 
     def _levenberg(self, rows, diagJ, crit) -> np.ndarray | None:
@@ -208,25 +256,47 @@ class DualNewton:
             return None
         return np.where(weak, LM_SCALE * min(1.0, crit) * ref, 0.0)
 
-    def _direction(self, rows, u, g, r, pdiag, cg_tol, J0, crit) -> tuple[np.ndarray, bool]:
-        v = self.dist.dF(u, g, self.lo, self.hi, out=self._v)
+    def _system(self, rows, u, g, pdiag, cg_tol, J0, crit, relax=False):
+        """The Newton system at ``(u, g)`` as ``solve(r, mu) -> (delta, how)``.
+
+        ``mu > 0`` adds the Levenberg-Marquardt term ``mu diag(J)`` (``diag(X D X')`` on rows
+        without curvature), which turns the step towards the scaled gradient as ``mu`` grows.
+        """
+        if relax:
+            # units on a bound count with their unclipped curvature (see solve())
+            v = self._v
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.dist._dF(u, g, self.lo, self.hi, v)
+            J0 = None
+        else:
+            v = self.dist.dF(u, g, self.lo, self.hi, out=self._v)
         np.multiply(v, self.d, out=v)
+        if self._ref is None:
+            self._ref = weighted_row_sq(self.Xc, self.d)
+        ref = self._ref[rows]
         if rows.size <= self.dense_limit:
             J = J0 if J0 is not None else weighted_gram(self.Xc, v)
-            if rows.size < J.shape[0]:
-                J = J[np.ix_(rows, rows)]
-            else:
-                J = J.copy()
+            J = J[np.ix_(rows, rows)] if rows.size < J.shape[0] else J.copy()
             lm = self._levenberg(rows, np.diag(J), crit)
             if lm is not None:
                 J[np.diag_indices_from(J)] += lm
             if pdiag is not None:
                 J[np.diag_indices_from(J)] += pdiag
-            return solve_symmetric_psd(J, r)
-        return self._cg_direction(rows, v, r, pdiag, cg_tol, crit)
+            base = np.diag(J).copy()
+            scale = np.where(base > 0, base, ref)
 
-    def _cg_direction(self, rows, v, r, pdiag, cg_tol, crit) -> tuple[np.ndarray, bool]:
-        """Matrix-free CG on ``J delta = r`` with a Jacobi preconditioner."""
+            def solve(r, mu):
+                if mu == 0:
+                    return solve_symmetric_psd(J, r)
+                Jm = J.copy()
+                Jm[np.diag_indices_from(Jm)] += mu * scale
+                return solve_symmetric_psd(Jm, r)
+
+            return solve
+        return self._cg_system(rows, v, pdiag, cg_tol, crit, ref)
+
+    def _cg_system(self, rows, v, pdiag, cg_tol, crit, ref):
+        """Matrix-free CG on ``(J + mu diag) delta = r`` with a Jacobi preconditioner."""
         p = self.Xc.shape[0]
         diag = weighted_row_sq(self.Xc, v)[rows]
         lm = self._levenberg(rows, diag, crit)
@@ -234,27 +304,35 @@ class DualNewton:
             pdiag = lm if pdiag is None else pdiag + lm
         if pdiag is not None:
             diag = diag + pdiag
-        live = diag > 0
-        inv = np.where(live, 1.0 / np.where(live, diag, 1.0), 0.0)
+        scale = np.where(diag > 0, diag, ref)
         full = np.zeros(p)
         ubuf = np.empty(self.Xc.shape[1])
-
-        def op(x):
-            full[rows] = x
-            rmatvec(self.Xc, full, ubuf)
-            np.multiply(ubuf, v, out=ubuf)
-            out = matvec(self.Xc, ubuf)[rows]
-            if pdiag is not None:
-                out += pdiag * x
-            return out
-
         m = rows.size
-        A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
-        M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
-        x, info = spla.cg(
-            A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
-        )
-        return x, "cg" if info == 0 else "cg-unconverged"
+
+        def solve(r, mu):
+            d_mu = diag + mu * scale
+            live = d_mu > 0
+            inv = np.where(live, 1.0 / np.where(live, d_mu, 1.0), 0.0)
+
+            def op(x):
+                full[rows] = x
+                rmatvec(self.Xc, full, ubuf)
+                np.multiply(ubuf, v, out=ubuf)
+                out = matvec(self.Xc, ubuf)[rows]
+                if pdiag is not None:
+                    out += pdiag * x
+                if mu:
+                    out += mu * scale * x
+                return out
+
+            A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
+            M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
+            x, info = spla.cg(
+                A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
+            )
+            return x, "cg" if info == 0 else "cg-unconverged"
+
+        return solve
 
     # ------------------------------------------------------------------ driver
     def solve(
@@ -265,7 +343,7 @@ class DualNewton:
         *,
         epsilon: float = 1e-10,
         max_iter: int = 100,
-        pdiag: np.ndarray | None = None,
+        slacks: Slacks | None = None,
         J0: np.ndarray | None = None,
         callback: Callable[[int, float], None] | None = None,
     ) -> NewtonOutcome:
@@ -279,8 +357,8 @@ class DualNewton:
             Rows of X that are constraints (default all); the others get ``lambda = 0``.
         lam0
             Starting multipliers for ``rows`` (default 0).
-        pdiag
-            Optional non-negative diagonal ``P`` for ``rows`` (penalty mode).
+        slacks
+            Optional :class:`Slacks` for ``rows`` (tolerance bands, penalty mode).
         J0
             The Newton matrix at ``lam0`` if the caller already has it (saves one Gram).
         callback
@@ -301,21 +379,32 @@ class DualNewton:
         scale = 1.0 + np.abs(T)
         u, g, u2, g2 = self._u, self._g, self._u2, self._g2
         self._weights_at(lam_full, u, g)
-        phi = self._dual(lam, T, u, g, pdiag)
+        phi = self._dual(lam, T, u, g, slacks)
         history: list[float] = []
         converged = False
         solvers: list[str] = []
         message = ""
         it = 0
+        relax = False
+        self._mu = 0.0
         while True:
             np.multiply(self.d, g, out=self._w)
             r = T - matvec(self.Xc, self._w)[rows]
-            if pdiag is not None:
-                r -= pdiag * lam
+            if slacks is not None:
+                r += slacks.e(lam)
             crit = float(np.max(np.abs(r) / scale))
             history.append(crit)
             if callback is not None:
                 callback(it, crit)
+            # a stalled semi-smooth step (the units whose bounds bind leave the Newton matrix
+            # singular along the direction that would free them) is followed by one step that
+            # counts them with their unclipped curvature: still an ascent direction
+            relax = (
+                len(history) > 1
+                and crit >= (1 - 1e-3) * history[-2]
+                and not relax
+                and crit > PRECISION_FLOOR
+            )
             if crit < epsilon:
                 converged = True
                 message = f"converged: max |T - Xw|/(1+|T|) = {crit:.3g} < {epsilon:g}"
@@ -326,36 +415,66 @@ class DualNewton:
                     f"{crit:.3g} (wanted < {epsilon:g})"
                 )
                 break
+            if len(history) > STALL_WINDOW and min(history[-STALL_WINDOW:]) > 0.5 * min(
+                history[:-STALL_WINDOW]
+            ):
+                message = (
+                    f"stalled: the residual fell less than 2x over the last {STALL_WINDOW} "
+                    f"iterations (max |T - Xw|/(1+|T|) = {crit:.3g}, wanted < {epsilon:g})"
+                )
+                break
             it += 1
             cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
-            delta, how = self._direction(
-                rows, u, g, r, pdiag, cg_tol, J0 if it == 1 else None, crit
-            )
-            if how not in solvers:
-                solvers.append(how)
-            slope = float(r @ delta)
-            if not np.isfinite(slope) or slope <= 0:
-                message = f"no ascent direction at iteration {it} (singular system); stopped"
-                break
-            # backtracking on the concave dual; a full step may pass on float-rounding slack
-            # near the optimum, a shortened one must increase phi (Armijo)
-            slack = 1e-13 * (abs(phi) + self.dsum)
-            step = 1.0
+            pdiag = None if slacks is None else slacks.curvature(lam)
+            solve = self._system(rows, u, g, pdiag, cg_tol, J0 if it == 1 else None, crit, relax)
+            # globalisation: a step is taken when it increases phi (Armijo) or, when the change
+            # of phi is within its float rounding (near the optimum), when it lowers the
+            # residual; first the full Newton step, then halvings, then a growing
+            # Levenberg-Marquardt term mu (the step turns towards the scaled gradient)
+            noise = 1e-13 * (abs(phi) + self.dsum)
+            mu = self._mu
             accepted = False
-            for _ in range(60):
-                lam_try = lam + step * delta
-                lam_full[rows] = lam_try
-                self._weights_at(lam_full, u2, g2)
-                phi_try = self._dual(lam_try, T, u2, g2, pdiag)
-                if phi_try >= phi + 1e-4 * step * slope - (slack if step == 1.0 else 0.0):
-                    accepted = phi_try > phi or step == 1.0
+            for attempt in range(LM_ATTEMPTS):
+                delta, how = solve(r, mu)
+                if how not in solvers:
+                    solvers.append(how)
+                slope = float(r @ delta)
+                if np.isfinite(slope) and slope > 0:
+                    step = 1.0
+                    for _ in range(HALVINGS if attempt < LM_ATTEMPTS - 1 else 60):
+                        lam_try = lam + step * delta
+                        lam_full[rows] = lam_try
+                        self._weights_at(lam_full, u2, g2)
+                        phi_try = self._dual(lam_try, T, u2, g2, slacks)
+                        if phi_try >= phi + 1e-4 * step * slope and phi_try > phi:
+                            accepted = True
+                        elif phi_try >= phi - noise:
+                            np.multiply(self.d, g2, out=self._w)
+                            r_try = T - matvec(self.Xc, self._w)[rows]
+                            if slacks is not None:
+                                r_try += slacks.e(lam_try)
+                            accepted = float(np.max(np.abs(r_try) / scale)) < crit
+                        if accepted:
+                            break
+                        step *= 0.5
+                if accepted:
                     break
-                step *= 0.5
+                mu = max(10.0 * mu, LM_START)
+            self._mu = mu / 10.0 if mu > 10.0 * LM_START else 0.0
+            if not accepted and crit < PRECISION_FLOOR:
+                lam_full[rows] = lam
+                converged = True
+                message = (
+                    f"converged to floating-point precision: max |T - Xw|/(1+|T|) = {crit:.3g} "
+                    f"(asked < {epsilon:g}; no step improves it further)"
+                )
+                break
             if not accepted:
                 lam_full[rows] = lam
                 message = (
-                    f"line search failed at iteration {it} (max |T - Xw|/(1+|T|) = {crit:.3g}); "
-                    f"the targets may be unreachable within the distance's domain and bounds"
+                    f"no step increases the dual at iteration {it} (max |T - Xw|/(1+|T|) = "
+                    f"{crit:.3g}); the targets may be unreachable within the distance's domain "
+                    f"and bounds"
                 )
                 break
             lam, phi = lam_try, phi_try

@@ -128,9 +128,13 @@ def test_iteration_cap_is_reported_honestly():
     d = np.ones(200)
     b = X @ (d * rng.uniform(0.3, 3, 200))
     p = co.CalibrationProblem(X, b, initial_weights=d)
-    r = co.calibrate(p, method="raking", max_iter=1)
-    assert r.status == "stopped" and r.iterations == 1
+    r = co.calibrate(p, method="raking", max_iter=1, fallback=None)
+    assert r.status == "stopped" and r.iterations == 1 and r.solver == "newton"
     assert "iteration cap" in r.message and "feasible" in r.message
+    # by default a feasible problem Newton leaves unsolved goes to an interior-point solver
+    fb = co.calibrate(p, method="raking", max_iter=1)
+    assert fb.status == "optimal" and fb.solver == "newton+CLARABEL"
+    assert "Newton did not converge" in fb.message and fb.max_rel_error < 1e-8
     full = co.calibrate(p, method="raking")
     assert full.status == "optimal" and full.max_rel_error < 1e-9
     assert full.info["history"][-1] < 1e-10 and len(full.info["history"]) == full.iterations + 1

@@ -3,8 +3,8 @@
 One model, two solvers:
 
 * ``solver="newton"`` (default) — Newton's method on the dual (:mod:`calibopt.newton`),
-  sparse-aware, exact to ~1e-12, with rank-deficiency handling, tolerance bands by an
-  active-set loop, and a penalty mode;
+  sparse-aware, exact to ~1e-12, with rank-deficiency handling, tolerance bands (an
+  active-set loop around it) and a penalty mode (slacks in the same Newton loop);
 * any installed cvxpy solver — the same program written by :func:`build` as a
   :class:`cvxpy.Problem` (QP for linear/truncated; exponential cone for raking/logit).
 
@@ -31,7 +31,7 @@ from ..distances import Distance, get_distance
 from ..errors import InfeasibleError, InvalidProblemError, SolverError
 from ..feasibility import check_target_ranges, lp_certificate, reduce_redundant_targets
 from ..kernels import matvec, weighted_gram
-from ..newton import DENSE_LIMIT, REDUNDANCY_LIMIT, DualNewton, NewtonOutcome
+from ..newton import DENSE_LIMIT, REDUNDANCY_LIMIT, DualNewton, NewtonOutcome, Slacks
 from ..problem import CalibrationProblem
 from ..result import STATUS_OPTIMAL, STATUS_STOPPED, CalibrationResult
 from .registry import register_method
@@ -156,7 +156,8 @@ def _newton_bands(problem, prep, engine, *, epsilon, max_iter, max_outer: int = 
             lam[rows] = out.lam
             g = out.g
             if not out.converged:
-                break
+                out.message = f"round {outer + 1} of the active-set loop: {out.message}"
+                return out, lam, {"rounds": outer + 1}
         else:
             g = engine.g_at(np.zeros(problem.n_targets))
             out = NewtonOutcome(
@@ -201,7 +202,7 @@ def _newton_bands(problem, prep, engine, *, epsilon, max_iter, max_outer: int = 
     return out, lam, {"rounds": max_outer}
 
 
-def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_limit, t0):
+def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_limit, fallback, t0):
     timings: dict[str, float] = {}
     b = problem.targets
     names = problem.target_names
@@ -224,8 +225,10 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     timings["checks"] = time.perf_counter() - t0
     engine = DualNewton(prep.Xc, prep.d, prep.glo, prep.ghi, prep.dist, dense_limit)
     if penalty is not None:
-        pdiag = _penalty_scale(b) ** 2 / (penalty * float(prep.d.sum()))
-        out = engine.solve(b, epsilon=epsilon, max_iter=max_iter, pdiag=pdiag)
+        # soft targets: unbounded slacks with cost (mu D / 2) (e_j / s_j)^2
+        cost = penalty * float(prep.d.sum()) / _penalty_scale(b) ** 2
+        slacks = Slacks(cost=cost, width=np.full(b.size, np.inf))
+        out = engine.solve(b, epsilon=epsilon, max_iter=max_iter, slacks=slacks)
         lam = out.lam
     elif np.all(problem.tolerance == 0):
         out, lam, dropped = _newton_exact(problem, prep, engine, epsilon=epsilon, max_iter=max_iter)
@@ -243,13 +246,27 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
             f"Newton system (their totals are consistent, so they are met too): {dropped[:10]}"
         )
     status = STATUS_OPTIMAL if out.converged else STATUS_STOPPED
-    if not out.converged and penalty is None:
-        # classify the failure: an LP over all targets proves infeasibility, naming them
-        lp_certificate(sp.csr_matrix(prep.Xc), band_lo, band_hi, wlo, whi, names)
-        message += (
-            "; an LP check finds weights within the bounds that meet the targets, so the "
-            "problem is feasible: raise max_iter, or try solver='CLARABEL'"
-        )
+    if not out.converged:
+        if penalty is None:
+            # classify the failure: an LP over all targets proves infeasibility, naming them
+            lp_certificate(sp.csr_matrix(prep.Xc), band_lo, band_hi, wlo, whi, names)
+        if fallback is not None:
+            # feasible, but the semi-smooth Newton method did not converge (degenerate
+            # problems: more binding bands and bounds than free units); an interior-point
+            # solver takes the same model
+            res = _solve_cvxpy(problem, prep, method, fallback, penalty, None, False, t0)
+            res.solver = f"newton+{res.solver}"
+            res.message = (
+                f"Newton did not converge ({out.message}); solved by {fallback} instead: "
+                f"{res.message}"
+            )
+            res.info["newton_history"] = out.history
+            return res
+        if penalty is None:
+            message += (
+                "; an LP check finds weights within the bounds that meet the targets, so the "
+                "problem is feasible: raise max_iter, or try solver='CLARABEL'"
+            )
     obj = _objective(prep, out.g)
     if penalty is not None:
         err = (matvec(prep.Xc, prep.d * out.g) - b) / _penalty_scale(b)
@@ -409,6 +426,7 @@ def _make(method: str, distance: str):
         penalty: float | None = None,
         solver_options: dict[str, Any] | None = None,
         dense_limit: int = DENSE_LIMIT,
+        fallback: str | None = "CLARABEL",
         verbose: bool = False,
     ) -> CalibrationResult:
         t0 = time.perf_counter()
@@ -424,6 +442,8 @@ def _make(method: str, distance: str):
                     "penalty mode replaces hard targets by a penalty; use either a tolerance "
                     "or `penalty`, not both."
                 )
+        if fallback is not None:
+            fallback = resolve_solver(fallback)
         prep = _prepare(problem, get_distance(distance), method)
         if solver is None or str(solver).lower() == "newton":
             return _solve_newton(
@@ -434,12 +454,36 @@ def _make(method: str, distance: str):
                 max_iter=int(max_iter),
                 penalty=penalty,
                 dense_limit=dense_limit,
+                fallback=fallback,
                 t0=t0,
             )
         return _solve_cvxpy(problem, prep, method, solver, penalty, solver_options, verbose, t0)
 
     solve.__name__ = f"solve_{method}"
-    solve.__doc__ = f"Calibrate with the {method} distance (Newton on the dual, or cvxpy)."
+    solve.__doc__ = f"""Calibrate with the {method} distance (dual Newton, or a cvxpy solver).
+
+    Options
+    -------
+    solver : str, optional
+        ``"newton"`` (default) or an installed cvxpy solver name.
+    epsilon : float
+        Newton's convergence rule (R's): ``max_j |b_j - X_j w| / (1 + |b_j|) < epsilon``.
+    max_iter : int
+        Newton iteration cap.
+    penalty : float, optional
+        Soft targets: adds ``(penalty / 2) sum_j ((X w - b)_j / s_j)^2`` to the objective
+        (``s_j = |b_j|``) instead of the target constraints.
+    solver_options : dict, optional
+        Settings passed to the cvxpy solver (override ``calibopt.cvx.DEFAULT_SETTINGS``).
+    dense_limit : int
+        Targets up to which the Newton matrix is formed; matrix-free CG beyond.
+    fallback : str or None
+        cvxpy solver used when Newton stalls on a feasible problem (default ``"CLARABEL"``;
+        the result's solver then reads ``"newton+CLARABEL"``); None returns the stopped
+        Newton result instead.
+    verbose : bool
+        Solver output for cvxpy solvers.
+    """
     return solve
 
 
