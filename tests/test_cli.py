@@ -185,4 +185,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "raking" in out and "optimal" in out
     assert (tmp_path / "demo" / "targets.db").is_file()  # the local-area stage's database
     assert "Fit by target group" in out
+    assert list((tmp_path / "demo" / "stacked").glob("*.h5"))  # the stacking stage's files
     assert "to the cent" in out and "dollars moved vs truth" in out
+    # a second run into the same folder replaces its own files
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0

@@ -4,7 +4,9 @@
    (Newton and one cvxpy solver) and prints the fit and the bias removed;
 2. builds the synthetic country's targets database (SQLite, in --out) and its local-area matrix
    (household x district columns), calibrates it, and prints the fit by target group;
-3. follows the calibrated district estimates to Title I dollars per district.
+3. writes the calibrated weights as stacked HDF5 datasets (one household record per non-zero
+   weight, re-indexed ids, a mapping CSV), reads them back and checks every target;
+4. follows the calibrated district estimates to Title I dollars per district.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def survey_demo(seed: int = 0, out: Callable[[str], None] = print) -> pd.DataFra
 def _run(args: argparse.Namespace) -> int:
     from ..allocation.demo import allocation_demo
     from ..matrix.demo import local_area_demo
+    from ..stacking.demo import stacking_demo
 
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,9 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         database=str(outdir / "targets.db"),
     )
-    print("\n== 3. from calibrated district estimates to Title I dollars ==")
+    print("\n== 3. stacked datasets: one household record per non-zero weight ==")
+    stacking_demo(local.country, local.matrix, local.result, outdir / "stacked")
+    print("\n== 4. from calibrated district estimates to Title I dollars ==")
     allocation_demo(local, seed=args.seed)
     return 0
 
