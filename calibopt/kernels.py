@@ -135,7 +135,7 @@ def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -
     return out
 
 
-def _matvec(indptr, indices, data, w, p, nchunks):  # pragma: no cover - compiled
+def _matvec(indptr, indices, data, w, p, nchunks, power):  # pragma: no cover - compiled
     n = indptr.shape[0] - 1
     acc = np.zeros((nchunks, p))
     size = (n + nchunks - 1) // nchunks
@@ -148,7 +148,8 @@ def _matvec(indptr, indices, data, w, p, nchunks):  # pragma: no cover - compile
             if wi == 0.0:
                 continue
             for a in range(indptr[i], indptr[i + 1]):
-                e[indices[a]] += data[a] * wi
+                x = data[a]
+                e[indices[a]] += (x * x if power == 2 else x) * wi
     out = acc[0].copy()
     for c in range(1, nchunks):
         out += acc[c]
@@ -158,43 +159,28 @@ def _matvec(indptr, indices, data, w, p, nchunks):  # pragma: no cover - compile
 _MATVEC = _compile(_matvec)
 
 
-def matvec(Xc: sp.csc_matrix, w: np.ndarray) -> np.ndarray:
-    """``X w`` for CSC ``X`` (p x n)."""
+def _accumulate(Xc: sp.csc_matrix, w: np.ndarray, power: int) -> np.ndarray:
     p = Xc.shape[0]
     nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 8 * p))))
     return _pick(_MATVEC, Xc.nnz)(
-        Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(w, dtype=np.float64), p, nchunks
+        Xc.indptr,
+        Xc.indices,
+        Xc.data,
+        np.ascontiguousarray(w, dtype=np.float64),
+        p,
+        nchunks,
+        power,
     )
 
 
-def _row_sq(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
-    n = indptr.shape[0] - 1
-    acc = np.zeros((nchunks, p))
-    size = (n + nchunks - 1) // nchunks
-    for c in numba.prange(nchunks):
-        e = acc[c]
-        start = c * size
-        stop = min(n, start + size)
-        for i in range(start, stop):
-            vi = v[i]
-            for a in range(indptr[i], indptr[i + 1]):
-                e[indices[a]] += data[a] * data[a] * vi
-    out = acc[0].copy()
-    for c in range(1, nchunks):
-        out += acc[c]
-    return out
-
-
-_ROW_SQ = _compile(_row_sq)
+def matvec(Xc: sp.csc_matrix, w: np.ndarray) -> np.ndarray:
+    """``X w`` for CSC ``X`` (p x n)."""
+    return _accumulate(Xc, w, 1)
 
 
 def weighted_row_sq(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     """``sum_i X_ji^2 v_i`` per row ``j``: the diagonal of ``X diag(v) X'``."""
-    p = Xc.shape[0]
-    nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 8 * p))))
-    return _pick(_ROW_SQ, Xc.nnz)(
-        Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(v, dtype=np.float64), p, nchunks
-    )
+    return _accumulate(Xc, v, 2)
 
 
 def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cover - compiled
