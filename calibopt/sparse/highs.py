@@ -1,0 +1,167 @@
+"""A thin layer over HiGHS (highspy): models passed as sparse arrays, outcomes as plain data.
+
+Building the model from CSC arrays in one ``passModel`` call is what makes the direct route
+faster than going through cvxpy (see ``benchmarks/bench_sparse.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import SolverError
+
+__all__ = ["HighsOutcome", "highs_model", "solve_highs"]
+
+
+def _highspy() -> Any:
+    try:
+        import highspy
+    except ImportError as exc:  # pragma: no cover - highspy is a core dependency
+        raise SolverError("highspy is not installed; pip install highspy") from exc
+    return highspy
+
+
+def highs_model(
+    cost: np.ndarray,
+    col_lower: np.ndarray,
+    col_upper: np.ndarray,
+    A: sp.spmatrix,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    *,
+    integer: np.ndarray | None = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """A ``highspy.Highs`` holding ``min cost'x : row_lower <= A x <= row_upper, bounds``.
+
+    Parameters
+    ----------
+    integer
+        Boolean mask of integer columns (None: an LP).
+    options
+        HiGHS options (``time_limit``, ``mip_rel_gap``, ``threads``, ...). Output is off
+        unless ``output_flag`` is given.
+    """
+    highspy = _highspy()
+    A = sp.csc_matrix(A, dtype=np.float64)
+    A.sort_indices()
+    n = A.shape[1]
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_ = n
+    lp.num_row_ = A.shape[0]
+    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
+    lp.col_lower_ = np.where(np.isneginf(col_lower), -inf, col_lower)
+    lp.col_upper_ = np.where(np.isposinf(col_upper), inf, col_upper)
+    lp.row_lower_ = np.where(np.isneginf(row_lower), -inf, row_lower)
+    lp.row_upper_ = np.where(np.isposinf(row_upper), inf, row_upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_ = n
+    lp.a_matrix_.num_row_ = A.shape[0]
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data
+    if integer is not None and np.any(integer):
+        kint = highspy.HighsVarType.kInteger
+        kcont = highspy.HighsVarType.kContinuous
+        lp.integrality_ = [kint if flag else kcont for flag in np.asarray(integer, dtype=bool)]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    for key, value in (options or {}).items():
+        h.setOptionValue(key, value)
+    status = h.passModel(lp)
+    if status == highspy.HighsStatus.kError:
+        raise SolverError("HiGHS rejected the model (passModel returned an error).")
+    return h
+
+
+@dataclass
+class HighsOutcome:
+    """What a HiGHS solve returned.
+
+    Attributes
+    ----------
+    status : str
+        HiGHS's model status in words (``"Optimal"``, ``"Time limit reached"``, ...).
+    optimal, infeasible, interrupted, has_solution : bool
+    x : ndarray or None
+        Column values (None without a solution).
+    objective, bound, gap : float
+        Primal objective, best dual bound (MIP) and relative gap (MIP; 0 for an LP optimum).
+    nodes, iterations : int
+    seconds : float
+    """
+
+    status: str
+    optimal: bool
+    infeasible: bool
+    interrupted: bool
+    has_solution: bool
+    x: np.ndarray | None
+    objective: float
+    bound: float
+    gap: float
+    nodes: int
+    iterations: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def solve_highs(h: Any, *, start: np.ndarray | None = None) -> HighsOutcome:
+    """Solve a model from :func:`highs_model` (Ctrl-C stops it and keeps the best solution)."""
+    highspy = _highspy()
+    if start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = np.asarray(start, dtype=np.float64)
+        sol.value_valid = True
+        h.setSolution(sol)
+    t0 = time.perf_counter()
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C cancels the solve and keeps the incumbent. highspy implements this with
+        # locks shared by all Highs objects, so worker threads (dask, thread pools) use the
+        # plain blocking run instead.
+        h.HandleKeyboardInterrupt = True
+        try:
+            h.solve()
+        except KeyboardInterrupt:  # pragma: no cover - depends on timing
+            pass
+    else:
+        h.run()
+    seconds = time.perf_counter() - t0
+    ms = h.getModelStatus()
+    MS = highspy.HighsModelStatus
+    info = h.getInfo()
+    status_text = h.modelStatusToString(ms)
+    feasible = int(highspy.SolutionStatus.kSolutionStatusFeasible)
+    sol = h.getSolution()
+    optimal = ms == MS.kOptimal
+    # HiGHS may call an LP optimal whose unscaled residuals exceed its tolerance by a hair
+    # (primal status "infeasible" at ~1e-7); such a point is kept: callers check the fit
+    has_solution = bool(sol.value_valid) and (
+        int(info.primal_solution_status) == feasible
+        or (optimal and info.max_primal_infeasibility <= 1e-6)
+    )
+    x = np.asarray(sol.col_value, dtype=np.float64) if has_solution else None
+    is_mip = info.mip_node_count >= 0 and h.getLp().integrality_ != []
+    gap = float(info.mip_gap) if is_mip else (0.0 if optimal else np.inf)
+    bound = float(info.mip_dual_bound) if is_mip else float(info.objective_function_value)
+    return HighsOutcome(
+        status=status_text,
+        optimal=optimal,
+        infeasible=ms in (MS.kInfeasible,),
+        interrupted=ms == MS.kInterrupt,
+        has_solution=has_solution,
+        x=x,
+        objective=float(info.objective_function_value) if has_solution else np.nan,
+        bound=bound,
+        gap=gap if has_solution else np.inf,
+        nodes=int(max(info.mip_node_count, 0)),
+        iterations=int(max(info.simplex_iteration_count, 0)),
+        seconds=seconds,
+    )
