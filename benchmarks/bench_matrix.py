@@ -30,21 +30,10 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-
-
-def _vm(field: str) -> float:
-    """A field of /proc/self/status in MiB (0 where unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+from _memory import vm
 
 
 def _baseline(builder, matrix) -> tuple[float, bool]:
@@ -96,7 +85,7 @@ def run_one(size: str, baseline: bool) -> dict:
     country = synthetic_country(size, seed=0)
     db = country.targets_database()
     t_data = time.perf_counter() - t
-    rss_before = _vm("VmRSS")
+    rss_before = vm("VmRSS")
     builder = MatrixBuilder(db, country.dataset, country.geographies, rules=country.rules)
     tracemalloc.start()
     t = time.perf_counter()
@@ -104,7 +93,7 @@ def run_one(size: str, baseline: bool) -> dict:
     t_build = time.perf_counter() - t
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    hwm_build = _vm("VmHWM")
+    hwm_build = vm("VmHWM")
     exact = bool(np.array_equal(matrix.X @ country.true_weights, matrix.targets["value"]))
     nnz = int(matrix.X.nnz)
     # the bound: write arrays of the CSR's size once into fresh pages (what any builder of a
@@ -138,7 +127,7 @@ def run_one(size: str, baseline: bool) -> dict:
     }
     if baseline:
         out["baseline_s"], out["baseline_equal"] = _baseline(builder, matrix)
-        out["hwm_total_mib"] = _vm("VmHWM")
+        out["hwm_total_mib"] = vm("VmHWM")
     return out
 
 

@@ -29,7 +29,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
@@ -41,30 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-
-def _vm(field: str) -> float:
-    """A field of /proc/self/status in MiB (0 where unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _settle() -> bool:
-    """Return freed heap to the system and reset the peak-RSS counter; True if reset."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+from _memory import settle, vm
 
 
 def _weights(n: int, density: float, seed: int = 0) -> np.ndarray:
@@ -154,13 +130,13 @@ def run_one(density: float, layout: str, repeat: int, baseline: bool) -> dict:
     records = s.info["records"]
     # memory: RSS peak growth (VmHWM reset), then traced peak in a separate run
     del s
-    reset = _settle()
-    rss_before = _vm("VmRSS")
+    reset = settle()
+    rss_before = vm("VmRSS")
     s = stack(w, country.geographies, country, path, layout=layout, overwrite=True)
-    hwm_growth = _vm("VmHWM") - rss_before if reset else float("nan")
+    hwm_growth = vm("VmHWM") - rss_before if reset else float("nan")
     ours = s.dataset
     del s
-    _settle()
+    settle()
     tracemalloc.start()
     stack(w, country.geographies, country, path, layout=layout, overwrite=True)
     _, traced = tracemalloc.get_traced_memory()

@@ -20,3 +20,21 @@ def r_oracle_dir() -> Path:
             pytest.fail(f"R reference fixtures missing at {R_ORACLE}")
         pytest.skip(f"R reference fixtures missing at {R_ORACLE}")
     return R_ORACLE
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The tiny embedded synthetic country (seed 0); tests must not modify it."""
+    from calibopt.datasets import synthetic_country
+
+    return synthetic_country("tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_matrix(tiny):
+    """The tiny country's calibration matrix from its own targets database."""
+    from calibopt.matrix import MatrixBuilder
+
+    return MatrixBuilder(
+        tiny.targets_database(), tiny.dataset, tiny.geographies, rules=tiny.rules
+    ).build()

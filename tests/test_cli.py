@@ -60,42 +60,12 @@ def test_calibrate_unit_data_and_margins(survey_files, tmp_path, capsys):
     assert "optimal" in capsys.readouterr().out
     # an existing output is not replaced without --overwrite
     before = out.read_bytes()
-    code = main(
-        [
-            "calibrate",
-            "--data",
-            str(data),
-            "--margins",
-            str(margins),
-            "--weights",
-            "pw",
-            "--method",
-            "linear",
-            "--out",
-            str(out),
-        ]
-    )
+    linear = ["calibrate", "--data", str(data), "--margins", str(margins), "--weights", "pw"]
+    linear += ["--method", "linear", "--out", str(out)]
+    code = main(linear)
     assert code == 1 and out.read_bytes() == before
     assert "exists" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "calibrate",
-                "--data",
-                str(data),
-                "--margins",
-                str(margins),
-                "--weights",
-                "pw",
-                "--method",
-                "linear",
-                "--out",
-                str(out),
-                "--overwrite",
-            ]
-        )
-        == 0
-    )
+    assert main([*linear, "--overwrite"]) == 0
     assert not np.allclose(pd.read_csv(out)["weight"], w["weight"])
 
 

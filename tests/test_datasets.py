@@ -50,11 +50,6 @@ def small_frames() -> dict[str, pd.DataFrame]:
     return {"household": household, "person": person, "tax_unit": tax_unit}
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return synthetic_country("tiny", seed=0)
-
-
 # ---------------------------------------------------------------------------------- Dataset
 def test_dataset_links_and_positions():
     ds = Dataset(small_frames(), period=2024)

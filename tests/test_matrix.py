@@ -13,18 +13,6 @@ from calibopt.errors import InvalidProblemError
 from calibopt.matrix import CalibrationMatrix, MatrixBuilder, TargetsDatabase
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return synthetic_country("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_matrix(tiny):
-    return MatrixBuilder(
-        tiny.targets_database(), tiny.dataset, tiny.geographies, rules=tiny.rules
-    ).build()
-
-
 def custom_db(rows):
     db = TargetsDatabase.create("sqlite://")
     db.add_targets(pd.DataFrame(rows, columns=["variable", "period", "value", "constraints"]))

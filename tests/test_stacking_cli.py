@@ -7,38 +7,24 @@ import pandas as pd
 import pytest
 
 from calibopt.cli import main
-from calibopt.datasets import synthetic_country
-from calibopt.matrix import MatrixBuilder
 from calibopt.stacking import load, verify
 from calibopt.stacking.demo import stacking_demo
 
 
 @pytest.fixture(scope="module")
-def country():
-    return synthetic_country("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def matrix(country):
-    return MatrixBuilder(
-        country.targets_database(), country.dataset, country.geographies, rules=country.rules
-    ).build()
-
-
-@pytest.fixture(scope="module")
-def weights(country):
+def weights(tiny):
     rng = np.random.default_rng(5)
-    t = country.true_weights
+    t = tiny.true_weights
     return np.where(rng.random(t.size) < 0.5, t * rng.uniform(0.5, 1.5, t.size), 0.0) + np.where(
         (t == 0) & (rng.random(t.size) < 0.05), 3.0, 0.0
     )
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, country, matrix, weights):
+def inputs(tmp_path_factory, tiny, tiny_matrix, weights):
     d = tmp_path_factory.mktemp("inputs")
-    country.dataset.to_hdf5(d / "country.h5")
-    matrix.save(d / "matrix.h5")
+    tiny.dataset.to_hdf5(d / "country.h5")
+    tiny_matrix.save(d / "matrix.h5")
     np.save(d / "w.npy", weights)
     pd.DataFrame({"unit": np.arange(weights.size)[::-1], "weight": weights[::-1], "g": 1.0}).to_csv(
         d / "w.csv", index=False
@@ -47,7 +33,7 @@ def inputs(tmp_path_factory, country, matrix, weights):
 
 
 @pytest.mark.parametrize("wfile", ["w.npy", "w.csv"])
-def test_stack_from_files_and_verify(tmp_path, inputs, matrix, weights, wfile, capsys):
+def test_stack_from_files_and_verify(tmp_path, inputs, tiny_matrix, weights, wfile, capsys):
     out = tmp_path / "nc.h5"
     rc = main(
         [
@@ -66,14 +52,14 @@ def test_stack_from_files_and_verify(tmp_path, inputs, matrix, weights, wfile, c
     assert "verified 127 targets against X @ w" in text
     back = load(out)
     assert back.geographies.tolist() == [3701, 3702, 3703]
-    check = verify(back, matrix, weights)
+    check = verify(back, tiny_matrix, weights)
     assert float(check["rel_error"].abs().max()) < 1e-12
     assert (out.parent / "nc_household_mapping.csv").is_file()
 
 
-def test_stack_policyengine_with_geographies_list(tmp_path, inputs, country, capsys):
+def test_stack_policyengine_with_geographies_list(tmp_path, inputs, tiny, capsys):
     out = tmp_path / "pe.h5"
-    geos = ",".join(str(g) for g in country.geographies)
+    geos = ",".join(str(g) for g in tiny.geographies)
     rc = main(
         [
             "stack",
@@ -131,9 +117,9 @@ def test_weights_csv_must_number_columns(tmp_path, capsys):
     assert "must number the matrix columns 0..2" in capsys.readouterr().err
 
 
-def test_demo_stage(tmp_path, country, matrix, weights):
+def test_demo_stage(tmp_path, tiny, tiny_matrix, weights):
     lines: list[str] = []
-    table = stacking_demo(country, matrix, weights, tmp_path, out=lines.append)
+    table = stacking_demo(tiny, tiny_matrix, weights, tmp_path, out=lines.append)
     assert list(table["layout"]) == ["calibopt", "policyengine"] * 2
     assert (table["max_rel_error"] < 1e-12).all()
     assert table.loc[table["subset"] == "all", "households"].iloc[0] == np.count_nonzero(weights)

@@ -25,6 +25,7 @@ from ..datasets.files import atomic_output
 from ..datasets.rules import GeographyRules
 from ..errors import InvalidProblemError
 from ..matrix.builder import MatrixBuilder
+from . import add_command
 from .targets import add_filter_arguments, filter_from_args
 
 __all__ = ["load_rules", "register"]
@@ -98,12 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``calibopt build-matrix``."""
-    p = sub.add_parser(
-        "build-matrix",
-        help="build a local-area calibration matrix",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "build-matrix", "build a local-area calibration matrix", __doc__)
     p.add_argument("--db", required=True, help="targets database (SQLite path or URL)")
     p.add_argument("--data", required=True, help="unit data HDF5 (calibopt or PolicyEngine)")
     p.add_argument("--geographies", help="comma-separated GEOIDs (or FIPS), default: all")

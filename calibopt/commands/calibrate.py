@@ -28,6 +28,7 @@ from ..errors import InvalidProblemError
 from ..formulations import methods
 from ..margins import problem_from_margins
 from ..problem import CalibrationProblem
+from . import add_command
 
 __all__ = ["read_table", "register", "write_table"]
 
@@ -136,11 +137,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``calibopt calibrate``."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "calibrate",
-        help="calibrate weights from unit data + margins, or a matrix + totals",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "calibrate weights from unit data + margins, or a matrix + totals",
+        __doc__,
     )
     src = p.add_argument_group("unit data + margins")
     src.add_argument("--data", help="unit data (CSV/TSV/Parquet), one row per unit")

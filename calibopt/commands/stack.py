@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InvalidProblemError
 from ..matrix.columns import ColumnMap
+from . import add_command
 from .build_matrix import load_rules
 from .calibrate import read_table
 
@@ -196,11 +197,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``calibopt stack``."""
-    p = sub.add_parser(
-        "stack",
-        help="write calibrated local-area weights as a stacked HDF5 dataset",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        sub, "stack", "write calibrated local-area weights as a stacked HDF5 dataset", __doc__
     )
     src = p.add_argument_group("inputs")
     src.add_argument("--data", help="the unit data HDF5 the matrix was built from")

@@ -22,6 +22,7 @@ import argparse
 import pandas as pd
 
 from ..matrix.database import TargetFilter, TargetsDatabase
+from . import add_command
 
 __all__ = ["add_filter_arguments", "filter_from_args", "register"]
 
@@ -102,12 +103,7 @@ def _uprate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``calibopt targets``."""
-    p = sub.add_parser(
-        "targets",
-        help="targets database: load, export, overview, synthetic",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "targets", "targets database: load, export, overview, synthetic", __doc__)
     tsub = p.add_subparsers(dest="targets_command", metavar="ACTION", required=True)
 
     q = tsub.add_parser("load", help="add the targets of a CSV file (creates the database)")
