@@ -108,13 +108,20 @@ def write_inputs(folder: Path, codes, cont, d, margins, with_r: bool):
         )
 
 
-def run_python_peer(tool, folder, kind, timeout):
+def run_python_peer(tool, folder, kind, timeout, repeat=1):
     python = VENVS / PY_PEERS[tool] / "bin" / "python"
     if not python.exists():
         return None, f"skipped: no venv at {python.parent.parent}"
     try:
         out = subprocess.run(
-            [str(python), str(HERE / "peers" / "classical_peer.py"), str(folder), kind, tool],
+            [
+                str(python),
+                str(HERE / "peers" / "classical_peer.py"),
+                str(folder),
+                kind,
+                tool,
+                str(repeat),
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -129,12 +136,19 @@ def run_python_peer(tool, folder, kind, timeout):
     return (rec["seconds"], np.load(folder / f"py_{tool}.npy")), rec.get("note", "")
 
 
-def run_r(folder, kind, tools, timeout):
+def run_r(folder, kind, tools, timeout, repeat=1):
     if shutil.which("Rscript") is None:
         return {t: (None, "skipped: Rscript not found") for t in tools}
     try:
         out = subprocess.run(
-            ["Rscript", str(HERE / "peers" / "classical.R"), str(folder), kind, ",".join(tools)],
+            [
+                "Rscript",
+                str(HERE / "peers" / "classical.R"),
+                str(folder),
+                kind,
+                ",".join(tools),
+                str(repeat),
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -196,7 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--peers", default="all", help="all, none, or a comma list")
     ap.add_argument("--cvxpy-max-n", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs of calibopt")
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs of every tool")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per peer run")
     ap.add_argument("--no-per-area", action="store_true")
     args = ap.parse_args(argv)
@@ -258,7 +272,9 @@ def main(argv=None) -> int:
                     t for t in R_TOOLS if t in peers and not (t == "rake" and kind != "raking")
                 ]
                 write_inputs(folder, codes, cont, d, margins, with_r=bool(r_tools))
-                for tool, (out, note) in run_r(folder, kind, r_tools, args.timeout).items():
+                for tool, (out, note) in run_r(
+                    folder, kind, r_tools, args.timeout, args.repeat
+                ).items():
                     label = {
                         "survey": "R survey::calibrate",
                         "survey_sparse": "R survey::calibrate sparse",
@@ -290,7 +306,7 @@ def main(argv=None) -> int:
                             )
                         )
                         continue
-                    out, note = run_python_peer(tool, folder, kind, args.timeout)
+                    out, note = run_python_peer(tool, folder, kind, args.timeout, args.repeat)
                     rows.append(
                         dict(
                             problem=kind,
