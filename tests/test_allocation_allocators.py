@@ -146,6 +146,16 @@ def test_totals_to_the_cent_and_floors(synthetic, allocation) -> None:
     assert np.array_equal(to_cents(d["allocated"]), to_cents(d["appropriation"]))
 
 
+def test_grant_totals_are_whole_cents(allocation) -> None:
+    """The total column is the exact cents sum of the grants, with no float noise in a CSV."""
+    for table in (allocation.table, allocation.states):
+        for p in ("true", "est"):
+            total = table[f"{p}_grant_total"].to_numpy()
+            parts = sum(to_cents(table[f"{p}_grant_{g}"].to_numpy()) for g in GRANT_TYPES)
+            assert np.array_equal(to_cents(total), parts)
+            assert all(float(f"{v:.2f}") == v for v in total)  # prints as whole cents
+
+
 def test_row_order_invariance(synthetic, allocation) -> None:
     rng = np.random.default_rng(0)
     shuffled = synthetic.iloc[rng.permutation(len(synthetic))]

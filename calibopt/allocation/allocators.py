@@ -185,8 +185,13 @@ class _Base:
             df[inputs.SPPE], cap=self.congress_cap, bounds=bounds, us_average=self.us_average_sppe
         )
 
-    @staticmethod
+    def _total(self, table: pd.DataFrame, prefix: str, grant_types: tuple[str, ...]) -> pd.Series:
+        """Sum of the grant columns; whole cents stay whole cents (no float noise)."""
+        total = table[[f"{prefix}_grant_{g}" for g in grant_types]].sum(axis=1)
+        return total.round(2) if self.cents else total
+
     def _finish(
+        self,
         original: pd.DataFrame,
         work: pd.DataFrame,
         cols: dict[str, np.ndarray],
@@ -195,7 +200,7 @@ class _Base:
     ) -> pd.DataFrame:
         table = pd.DataFrame(cols, index=work.index)
         for p in prefixes:
-            table[f"{p}_grant_total"] = table[[f"{p}_grant_{g}" for g in grant_types]].sum(axis=1)
+            table[f"{p}_grant_total"] = self._total(table, p, grant_types)
         table = table.reindex(original.index)
         return table
 
@@ -406,9 +411,7 @@ class SonnenbergAllocator(_Base):
         table = self._finish(original, df, cols, prefixes, self.grant_types)
         states = pd.DataFrame(state_cols, index=pd.Index(state_labels, name="state"))
         for p in prefixes:
-            states[f"{p}_grant_total"] = states[[f"{p}_grant_{g}" for g in self.grant_types]].sum(
-                axis=1
-            )
+            states[f"{p}_grant_total"] = self._total(states, p, self.grant_types)
         return Allocation(
             table=table,
             appropriations=approp,
