@@ -164,7 +164,7 @@ def run_peer(tool: str, npz: Path, epochs: int, args) -> dict:
     py = venv / "bin" / "python"
     if not py.exists():
         return {"tool": tool, "skipped": f"no virtual environment at {venv}"}
-    from calibopt.hardconcrete.gates import GateSpec
+    from calibopt.solvers.hard_concrete.gates import GateSpec
 
     la0 = GateSpec().log_alpha_for(0.95)  # the same starting gates as calibopt's default
     cmd = [

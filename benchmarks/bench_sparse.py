@@ -40,7 +40,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 import calibopt as co
-from calibopt.sparse.highs import highs_model, solve_highs
+from calibopt.solvers.highs import highs_model, solve_highs
+from calibopt.solvers.linear_program import LinearProgram
 
 VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", "/work/venvs"))
 G_MAX = 20.0
@@ -235,15 +236,15 @@ def run_cvxpy_vs_direct(n: int, m: int, time_limit: float) -> pd.DataFrame:
 def lp_vertex(p: co.CalibrationProblem) -> np.ndarray:
     """A basic solution of X w = b, w >= 0 (HiGHS dual simplex, rows scaled, no cap on g)."""
     s = 1.0 / np.abs(p.targets)
-    h = highs_model(
-        np.zeros(p.n_units),
-        np.zeros(p.n_units),
-        np.full(p.n_units, np.inf),
-        sp.diags(s) @ p.csc,
-        np.ones(p.n_targets),
-        np.ones(p.n_targets),
-        options={"presolve": "off"},
+    lp = LinearProgram(
+        cost=np.zeros(p.n_units),
+        col_lower=np.zeros(p.n_units),
+        col_upper=np.full(p.n_units, np.inf),
+        A=sp.csc_matrix(sp.diags(s) @ p.csc),
+        row_lower=np.ones(p.n_targets),
+        row_upper=np.ones(p.n_targets),
     )
+    h = highs_model(lp, options={"presolve": "off"})
     return solve_highs(h).x
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import status as st
 from .calibrate import calibrate
-from .errors import CalibrationError
+from .errors import CalibrationError, InfeasibleError, InvalidProblemError
 from .formulations import get_method
 from .problem import CalibrationProblem
 from .result import CalibrationResult
@@ -36,8 +37,9 @@ def compare(
         Method names (see :func:`calibopt.methods`).
     solvers
         Solver names; ``None`` is each method's default. A pair whose method does not take the
-        solver (e.g. raking with OSQP) is listed with status ``"not applicable"``; a pair that
-        fails is listed with its error, and the study goes on.
+        solver (e.g. raking with OSQP) is listed with status ``"not_applicable"``; a pair that
+        fails is listed with its status (``"infeasible"``, ``"invalid"``, ``"failed"``, see
+        :mod:`calibopt.status`) and error, and the study goes on.
     options
         Per-method options, e.g. ``{"l0-mip": {"time_limit": 30}}``.
     keep_results
@@ -64,7 +66,7 @@ def compare(
                     dict(
                         method=spec.name,
                         solver=label,
-                        status="not applicable",
+                        status=st.NOT_APPLICABLE,
                         message=f"{spec.name} takes {', '.join(spec.solvers)}",
                     )
                 )
@@ -81,7 +83,7 @@ def compare(
                     dict(
                         method=spec.name,
                         solver=label,
-                        status=type(exc).__name__,
+                        status=_error_status(exc),
                         seconds=time.perf_counter() - t0,
                         message=str(exc)[:200],
                     )
@@ -124,6 +126,15 @@ def compare(
     ]
     table = pd.DataFrame(rows).reindex(columns=columns)
     return (table, results) if keep_results else table
+
+
+def _error_status(exc: CalibrationError) -> str:
+    """The study status of a run that raised."""
+    if isinstance(exc, InfeasibleError):
+        return st.INFEASIBLE
+    if isinstance(exc, InvalidProblemError):
+        return st.INVALID
+    return st.FAILED
 
 
 def _takes(solvers: Sequence[str], solver: str) -> bool:

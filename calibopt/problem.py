@@ -7,7 +7,8 @@ A calibration problem asks for weights ``w`` (one per unit) close to initial (de
 * ``b`` holds the target totals;
 * absolute bounds ``lower <= w <= upper`` and ratio bounds ``L <= w / d <= U`` may apply
   (R ``survey``'s ``bounds=c(L, U)`` are ratio bounds on ``g = w / d``);
-* an optional relative tolerance turns target ``j`` into ``|X_j w - b_j| <= tol_j |b_j|``.
+* a relative tolerance (a fraction: 0.01 is 1%) turns target ``j`` into
+  ``|X_j w - b_j| <= tol_j |b_j|``.
 
 Validation happens here, once, at the boundary: every bad input raises
 :class:`~calibopt.errors.InvalidProblemError` naming the argument and the fix.
@@ -19,111 +20,36 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from .errors import InvalidProblemError
+from .validate import broadcast, float_vector, is_pandas, pair, sparse_matrix
 
 __all__ = ["CalibrationProblem"]
 
 ArrayLike = Any
 
-
-def _as_float_vector(value: ArrayLike, name: str, length: int | None = None) -> np.ndarray:
-    """Convert ``value`` to a 1-D float64 array, with errors naming ``name``."""
-    if isinstance(value, pd.Series | pd.Index):
-        value = value.to_numpy()
-    arr = np.asarray(value)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise InvalidProblemError(
-            f"`{name}` must be numeric, got dtype {arr.dtype}; convert it with "
-            f"pd.to_numeric or np.asarray(..., dtype=float)."
-        )
-    arr = arr.astype(np.float64, copy=False).reshape(-1) if arr.ndim <= 1 else arr
-    if arr.ndim != 1:
-        raise InvalidProblemError(f"`{name}` must be one-dimensional, got shape {arr.shape}.")
-    if length is not None and arr.shape[0] != length:
-        raise InvalidProblemError(f"`{name}` has length {arr.shape[0]} but {length} was expected.")
-    return np.ascontiguousarray(arr, dtype=np.float64)
-
-
-def _broadcast(value: ArrayLike, name: str, length: int, default: float) -> np.ndarray:
-    """A scalar, None or a vector -> float64 vector of ``length`` (None -> ``default``)."""
-    if value is None:
-        return np.full(length, default)
-    if np.ndim(value) == 0:
-        v = float(value)
-        if np.isnan(v):
-            raise InvalidProblemError(f"`{name}` is NaN; use None or +/-inf for no bound.")
-        return np.full(length, v)
-    arr = _as_float_vector(value, name, length)
-    bad = np.flatnonzero(np.isnan(arr))
-    if bad.size:
-        raise InvalidProblemError(
-            f"`{name}` has NaN at position(s) {bad[:5].tolist()}; use +/-inf for no bound."
-        )
-    return arr
-
-
-def _pair(value: ArrayLike, name: str) -> tuple[ArrayLike, ArrayLike]:
-    if value is None:
-        return None, None
-    try:
-        lo, hi = value
-    except (TypeError, ValueError):
-        raise InvalidProblemError(
-            f"`{name}` must be a pair (lower, upper) of scalars, arrays or None; got {value!r}."
-        ) from None
-    return lo, hi
-
-
-def _to_sparse(X: ArrayLike) -> sp.csr_matrix | sp.csc_matrix:
-    """X as canonical float64 CSR or CSC (CSC input stays CSC), never densified.
-
-    Sparse input in canonical float64 form is used as is (not copied); other input is
-    converted once.
-    """
-    if isinstance(X, pd.DataFrame):
-        non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
-        if non_numeric:
-            raise InvalidProblemError(
-                f"`X` has non-numeric column(s) {non_numeric[:5]}; encode them first "
-                f"(see calibopt.problem_from_margins for categorical margins)."
-            )
-        X = X.to_numpy(dtype=np.float64)
-    if sp.issparse(X):
-        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
-            raise InvalidProblemError(f"`X` must be numeric, got dtype {X.dtype}.")
-        if X.format == "csc":
-            out = sp.csc_matrix(X, dtype=np.float64)
-        else:
-            out = sp.csr_matrix(X, dtype=np.float64)
-    else:
-        arr = np.asarray(X)
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-        ):
-            raise InvalidProblemError(
-                f"`X` must be numeric, got dtype {arr.dtype}; convert non-numeric columns first."
-            )
-        if arr.ndim != 2:
-            raise InvalidProblemError(
-                f"`X` must be two-dimensional (targets x units), got shape {arr.shape}."
-            )
-        out = sp.csr_matrix(arr.astype(np.float64, copy=False))
-    if not out.has_canonical_format:
-        out = out.copy()
-        out.sum_duplicates()
-    if np.any(out.data == 0):
-        out = out.copy()
-        out.eliminate_zeros()
-    return out
+_DEFAULT_BOUNDS = (0.0, None)
 
 
 class CalibrationProblem:
     """A validated calibration problem.
+
+    Every parameter has one meaning for every method:
+
+    * **Weight domain.** ``bounds`` defaults to ``(0, None)``: weights are non-negative for
+      every method unless you allow negative weights explicitly with ``bounds=None`` (no
+      bounds at all, as R ``survey``'s linear calibration) or a finite negative lower bound.
+      Methods whose model cannot produce negative weights (``raking``, ``ipf``,
+      ``hard-concrete``) keep ``w >= 0`` whatever the bounds.
+    * **Sparse methods** (``l0-mip``, ``reweighted-l1``, ``cross-category``,
+      ``hard-concrete``) drop units by setting their weight to exactly 0; the bounds apply to
+      the units they keep (``w_i = 0`` or ``lower_i <= w_i <= upper_i``).
+    * **Tolerance** is a fraction (0.01 = 1%), here and in the targets database's API.
+    * **Target met** means ``|X_j w - b_j| <= tol_j |b_j| + 1e-8 s_j`` with ``s_j = |b_j|``
+      (or the row's gross activity at the initial weights where ``b_j = 0``); a bound holds
+      up to ``1e-8`` of its size. One function decides it for every method:
+      :func:`calibopt.fit.check_weights`.
 
     Parameters
     ----------
@@ -134,23 +60,26 @@ class CalibrationProblem:
     targets
         Target totals ``b``, length ``n_targets``.
     initial_weights
-        Initial (design) weights ``d >= 0``, length ``n_units``; default all ones. Units with
-        ``d = 0`` keep weight 0 in the distance methods.
+        Initial (design) weights ``d >= 0``, length ``n_units``; default all ones. Distance
+        methods keep ``w = 0`` for units with ``d = 0``.
     bounds
         Absolute weight bounds ``(lower, upper)``: scalars, arrays of length ``n_units`` or
-        None (no bound). ``bounds=(0, None)`` keeps weights non-negative.
+        None for no bound on that side; default ``(0, None)`` (non-negative weights);
+        ``bounds=None`` removes both bounds.
     ratio_bounds
         Bounds ``(L, U)`` on ``g = w / d`` (R ``survey``'s ``bounds``), scalars or arrays.
     tolerance
-        Relative tolerance per target (scalar or array, >= 0): target ``j`` is met when
-        ``|X_j w - b_j| <= tolerance_j * |b_j|``. 0 means exact.
+        Relative tolerance per target (scalar or array, >= 0, a fraction): target ``j`` is met
+        when ``|X_j w - b_j| <= tolerance_j * |b_j|``. 0 means exact.
     target_names
-        Unique names, default ``"target_0"``, ``"target_1"``, ...
+        Unique names (strings or numbers), default ``"target_0"``, ``"target_1"``, ...
     groups
         Group label per target (e.g. ``"state/snap"``), used by loss normalisation and by
         the diagnostics. Default: each target its own group.
     unit_ids
-        Optional identifiers of the units (length ``n_units``), carried into results.
+        Optional identifiers of the units (length ``n_units``), carried into results
+        (``result.weights_series()``); :func:`calibopt.problem_from_margins` sets the data's
+        index.
 
     Attributes
     ----------
@@ -165,14 +94,14 @@ class CalibrationProblem:
         X: ArrayLike,
         targets: ArrayLike,
         initial_weights: ArrayLike | None = None,
-        bounds: tuple[ArrayLike, ArrayLike] | None = None,
+        bounds: tuple[ArrayLike, ArrayLike] | None = _DEFAULT_BOUNDS,
         ratio_bounds: tuple[ArrayLike, ArrayLike] | None = None,
         tolerance: ArrayLike = 0.0,
         target_names: Sequence[str] | None = None,
         groups: Sequence[Any] | None = None,
         unit_ids: ArrayLike | None = None,
     ) -> None:
-        self._matrix = _to_sparse(X)
+        self._matrix = sparse_matrix(X)
         self._csr: sp.csr_matrix | None = None
         self._csc: sp.csc_matrix | None = None
         m, n = self._matrix.shape
@@ -182,9 +111,9 @@ class CalibrationProblem:
                 f"and one unit."
             )
         self._check_finite_matrix()
-        if isinstance(targets, pd.Series) and target_names is None:
+        if is_pandas(targets) and target_names is None:
             target_names = [str(i) for i in targets.index]
-        self.targets = _as_float_vector(targets, "targets")
+        self.targets = float_vector(targets, "targets")
         if self.targets.shape[0] != m:
             raise InvalidProblemError(
                 f"`targets` has length {self.targets.shape[0]} but `X` has {m} rows "
@@ -198,7 +127,7 @@ class CalibrationProblem:
         if initial_weights is None:
             self.initial_weights = np.ones(n)
         else:
-            self.initial_weights = _as_float_vector(initial_weights, "initial_weights")
+            self.initial_weights = float_vector(initial_weights, "initial_weights")
             if self.initial_weights.shape[0] != n:
                 raise InvalidProblemError(
                     f"`initial_weights` has length {self.initial_weights.shape[0]} but `X` has "
@@ -216,16 +145,16 @@ class CalibrationProblem:
                 f"`initial_weights` must be >= 0; {bad.size} negative value(s), first at "
                 f"unit(s) {bad[:5].tolist()} (e.g. {d[bad[0]]:g})."
             )
-        lo, hi = _pair(bounds, "bounds")
-        self.lower = _broadcast(lo, "bounds[0] (lower)", n, -np.inf)
-        self.upper = _broadcast(hi, "bounds[1] (upper)", n, np.inf)
+        lo, hi = pair(bounds, "bounds")
+        self.lower = broadcast(lo, "bounds[0] (lower)", n, -np.inf)
+        self.upper = broadcast(hi, "bounds[1] (upper)", n, np.inf)
         self._check_order(self.lower, self.upper, "bounds")
-        rlo, rhi = _pair(ratio_bounds, "ratio_bounds")
-        self.ratio_lower = _broadcast(rlo, "ratio_bounds[0] (L)", n, -np.inf)
-        self.ratio_upper = _broadcast(rhi, "ratio_bounds[1] (U)", n, np.inf)
+        rlo, rhi = pair(ratio_bounds, "ratio_bounds")
+        self.ratio_lower = broadcast(rlo, "ratio_bounds[0] (L)", n, -np.inf)
+        self.ratio_upper = broadcast(rhi, "ratio_bounds[1] (U)", n, np.inf)
         self._check_order(self.ratio_lower, self.ratio_upper, "ratio_bounds")
         self.has_ratio_bounds = ratio_bounds is not None
-        tol = _broadcast(tolerance, "tolerance", m, 0.0)
+        tol = broadcast(tolerance, "tolerance", m, 0.0)
         bad = np.flatnonzero(~(tol >= 0) | ~np.isfinite(tol))
         if bad.size:
             raise InvalidProblemError(
@@ -235,7 +164,7 @@ class CalibrationProblem:
         if groups is None:
             self.groups = np.asarray(self.target_names, dtype=object)
         else:
-            g = np.asarray(list(groups), dtype=object)
+            g = np.asarray(self._sequence(groups, "groups", m), dtype=object)
             if g.shape != (m,):
                 raise InvalidProblemError(
                     f"`groups` has length {g.shape[0] if g.ndim else 0} but there are {m} targets."
@@ -268,7 +197,7 @@ class CalibrationProblem:
     def _names(self, names: Sequence[str] | None, m: int) -> list[str]:
         if names is None:
             return [f"target_{j}" for j in range(m)]
-        names = [str(x) for x in names]
+        names = [str(x) for x in self._sequence(names, "target_names", m)]
         if len(names) != m:
             raise InvalidProblemError(
                 f"`target_names` has {len(names)} names but there are {m} targets."
@@ -284,6 +213,18 @@ class CalibrationProblem:
                 f"`target_names` must be unique; duplicated: {sorted(set(dups))[:5]}."
             )
         return names
+
+    @staticmethod
+    def _sequence(value: Any, name: str, m: int) -> list[Any]:
+        """``value`` as a list of ``m`` labels (a string or a scalar is refused)."""
+        if isinstance(value, str | bytes) or np.ndim(value) == 0:
+            raise InvalidProblemError(
+                f"`{name}` must be a sequence of {m} labels (one per target), got {value!r}."
+            )
+        items = list(value)
+        if any(isinstance(x, list | dict | set | np.ndarray) for x in items):
+            raise InvalidProblemError(f"`{name}` must hold one scalar label per target.")
+        return items
 
     def _label(self, idx: np.ndarray) -> str:
         names = getattr(self, "target_names", None)
@@ -372,6 +313,34 @@ class CalibrationProblem:
             ghi[pos] = np.minimum(self.ratio_upper[pos], self.upper[pos] / d[pos])
         return glo, ghi
 
+    def require_consistent_bounds(self, method: str, *, multiplicative: bool = False) -> None:
+        """Raise when some unit's bounds leave it no admissible weight.
+
+        Methods whose bounds apply to every unit (the distance methods, ``ipf``,
+        ``gradient``) call this; sparse methods instead drop such units (weight 0). With
+        ``multiplicative`` (weights ``w = d g``), a unit with ``d = 0`` keeps ``w = 0``, so a
+        positive lower bound on it is refused too.
+        """
+        if multiplicative:
+            stuck = np.flatnonzero((self.initial_weights == 0) & (self.lower > 0))
+            if stuck.size:
+                raise InvalidProblemError(
+                    f"unit(s) {stuck[:5].tolist()} have initial weight 0 but a positive lower "
+                    f"bound; method {method!r} keeps w = d g = 0 for them. Give them a positive "
+                    f"initial weight, or lower bound 0."
+                )
+        lo, hi = self.weight_bounds()
+        bad = np.flatnonzero(lo > hi)
+        if bad.size:
+            i = int(bad[0])
+            d = self.initial_weights[i]
+            raise InvalidProblemError(
+                f"unit {i} (and {bad.size - 1} more) has no admissible weight for method "
+                f"{method!r}: absolute bounds [{self.lower[i]:g}, {self.upper[i]:g}] and ratio "
+                f"bounds [{self.ratio_lower[i]:g}, {self.ratio_upper[i]:g}] x d = {d:g} do not "
+                f"intersect. Widen one of them, or use a sparse method, which may drop the unit."
+            )
+
     def target_bands(self) -> tuple[np.ndarray, np.ndarray]:
         """The interval each target's estimate must lie in: ``b -/+ tolerance |b|``."""
         half = self.tolerance * np.abs(self.targets)
@@ -379,7 +348,7 @@ class CalibrationProblem:
 
     def estimates(self, weights: ArrayLike) -> np.ndarray:
         """Weighted totals ``X @ w`` for a weight vector."""
-        w = _as_float_vector(weights, "weights", self.n_units)
+        w = float_vector(weights, "weights", self.n_units)
         return self._matrix @ w
 
     def subproblem(

@@ -3,77 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from . import status as st
+from .fit import FitCheck, check_weights
 from .problem import CalibrationProblem
 
-__all__ = [
-    "STATUS_INFEASIBLE",
-    "STATUS_OPTIMAL",
-    "STATUS_STOPPED",
-    "STATUS_WITHIN_TOLERANCE",
-    "CalibrationResult",
-    "target_diagnostics",
-]
-
-STATUS_OPTIMAL = "optimal"
-"""The method's program was solved to optimality (and every target is within tolerance)."""
-STATUS_WITHIN_TOLERANCE = "within_tolerance"
-"""Every target is within its tolerance, but optimality of the objective is not proven."""
-STATUS_STOPPED = "stopped"
-"""Stopped early (iteration cap, time limit, interrupt): the weights are the best found."""
-STATUS_INFEASIBLE = "infeasible"
-"""No weights meet the constraints (methods normally raise InfeasibleError instead)."""
-
-ACCURACY = 1e-8
-"""Numerical slack of "within tolerance": ``|error| <= tol |b| + ACCURACY max(|b|, 1)``."""
+__all__ = ["CalibrationResult"]
 
 
-def relative_errors(estimates: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``(estimate - target) / |target|``, with the absolute error where the target is 0."""
-    denom = np.where(targets != 0, np.abs(targets), 1.0)
-    return (estimates - targets) / denom
-
-
-def target_diagnostics(
-    problem: CalibrationProblem, weights: np.ndarray, accuracy: float = ACCURACY
-) -> pd.DataFrame:
-    """Per-target fit of ``weights``, computed from the weights (never from a solver's report).
-
-    Returns
-    -------
-    DataFrame
-        One row per target: ``target`` (position), ``name``, ``group``, ``value`` (target
-        total), ``estimate`` (``X @ w``), ``error`` (estimate - value), ``rel_error``
-        (error / |value|, absolute error where the value is 0), ``tolerance`` and
-        ``within_tolerance`` (``|error| <= tolerance |value| + accuracy max(|value|, 1)``).
-    """
-    est = problem.estimates(weights)
-    b = problem.targets
-    err = est - b
-    rel = relative_errors(est, b)
-    slack = problem.tolerance * np.abs(b) + accuracy * np.maximum(np.abs(b), 1.0)
-    return pd.DataFrame(
-        {
-            "target": np.arange(problem.n_targets),
-            "name": problem.target_names,
-            "group": problem.groups,
-            "value": b,
-            "estimate": est,
-            "error": err,
-            "rel_error": rel,
-            "tolerance": problem.tolerance,
-            "within_tolerance": np.abs(err) <= slack,
-        }
-    )
-
-
-@dataclass
+@dataclass(eq=False)
 class CalibrationResult:
     """What a calibration returns (like SciPy's ``OptimizeResult``).
+
+    Build one with :meth:`from_weights`: the status is never the method's claim alone but
+    :func:`calibopt.status.decide` applied to :func:`calibopt.fit.check_weights` of the
+    returned weights.
 
     Attributes
     ----------
@@ -82,19 +30,28 @@ class CalibrationResult:
     g : ndarray
         ``w / d`` (1 where ``d = 0``).
     status : str
-        ``"optimal"``, ``"within_tolerance"``, ``"stopped"`` or ``"infeasible"``.
+        One of :data:`calibopt.status.RESULT_STATUSES`: ``"optimal"``,
+        ``"within_tolerance"``, ``"trade_off"`` or ``"stopped"``.
     message : str
         What happened, in words.
     method, solver : str
         The method name and the solver that ran it.
-    iterations : int
-        Iterations of the method's main loop (Newton steps, IPF sweeps, epochs, ...).
+    iterations : int or None
+        Iterations of the method's main loop; what one iteration is depends on the method
+        (see ``calibopt.method_table()["iterations"]``): Newton steps (distance methods),
+        solver iterations (cvxpy solvers), sweeps (``ipf``), L-BFGS-B iterations
+        (``gradient``), branch-and-bound nodes (``l0-mip``; None when a cvxpy MIP solver does
+        not report them), weighted-L1 LPs (``reweighted-l1``), epochs (``hard-concrete``),
+        the selection's calibration iterations (``cross-category``); summed over blocks.
     wall_time : float
         Seconds from call to return.
     objective : float
-        The method's objective at ``weights`` (e.g. the distance, or the count of non-zeros).
-    diagnostics : DataFrame
-        Per-target fit, see :func:`target_diagnostics`.
+        The method's own objective at ``weights`` (see ``method_table()["objective"]``): the
+        distance ``sum d G(g)`` (plus the penalty in penalty mode), the number of non-zero
+        weights (``l0-mip`` count, ``reweighted-l1``, ``cross-category``), or the loss
+        (``gradient``, ``hard-concrete``, ``l0-mip`` error+count).
+    fit : FitCheck
+        The shared check of the weights (per-target errors, bands met, bound violations).
     multipliers : ndarray or None
         Lagrange multipliers of the target constraints where the method has them.
     dropped_targets : list of str
@@ -111,10 +68,16 @@ class CalibrationResult:
     message: str
     method: str
     solver: str
-    iterations: int
+    iterations: int | None
     wall_time: float
     objective: float
-    diagnostics: pd.DataFrame
+    fit: FitCheck
+    target_names: list[str]
+    groups: np.ndarray
+    targets: np.ndarray
+    tolerance: np.ndarray
+    sparse: bool = False
+    unit_ids: np.ndarray | None = None
     multipliers: np.ndarray | None = None
     dropped_targets: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -128,40 +91,50 @@ class CalibrationResult:
         *,
         method: str,
         solver: str,
-        status: str | None = None,
+        proven_optimal: bool,
+        soft: bool = False,
+        completed: bool | None = None,
+        sparse: bool = False,
         message: str = "",
-        iterations: int = 0,
+        iterations: int | None = 0,
         wall_time: float = 0.0,
         objective: float = float("nan"),
         multipliers: np.ndarray | None = None,
         dropped_targets: list[str] | None = None,
         timings: dict[str, float] | None = None,
         info: dict[str, Any] | None = None,
-        soft_targets: bool = False,
     ) -> CalibrationResult:
-        """Build a result, computing ``g`` and the diagnostics from the weights.
+        """Build a result: check the weights, compute ``g`` and decide the status.
 
-        If ``status`` is None it is ``"within_tolerance"`` when every target is within its
-        tolerance and ``"stopped"`` otherwise. A claimed ``"optimal"`` is downgraded to
-        ``"stopped"`` if the weights miss a target by more than its tolerance allows, unless
-        ``soft_targets`` (penalty or loss methods, whose optimum trades targets off).
+        Parameters
+        ----------
+        proven_optimal
+            The method solved its own program to optimality and met its own stopping rule.
+        soft
+            The method trades targets off (penalty or loss): a converged fit that misses
+            targets is a ``"trade_off"``, not a failure.
+        completed
+            The run ended by the method's own rule (default ``proven_optimal``); see
+            :func:`calibopt.status.decide`.
+        sparse
+            Bounds apply to non-zero weights only (the sparse methods' semantics).
         """
         w = np.asarray(weights, dtype=np.float64)
         d = problem.initial_weights
         g = np.ones_like(w)
         pos = d > 0
         g[pos] = w[pos] / d[pos]
-        diag = target_diagnostics(problem, w)
-        ok = bool(diag["within_tolerance"].all())
-        if status is None:
-            status = STATUS_WITHIN_TOLERANCE if ok else STATUS_STOPPED
-        elif status in (STATUS_OPTIMAL, STATUS_WITHIN_TOLERANCE) and not ok and not soft_targets:
-            worst = diag.loc[~diag["within_tolerance"], "rel_error"].abs()
-            message = (
-                f"{message}; {worst.size} target(s) miss their tolerance (worst relative error "
-                f"{worst.max():.3g}), so the status is 'stopped'"
-            ).lstrip("; ")
-            status = STATUS_STOPPED
+        check = check_weights(problem, w, sparse=sparse)
+        status = st.decide(check.ok, proven_optimal=proven_optimal, soft=soft, completed=completed)
+        if not check.ok:
+            what = check.describe(problem.target_names)
+            if status == st.TRADE_OFF:
+                note = f"trade-off: {what}"
+            elif proven_optimal:
+                note = f"the method reports convergence, but {what}, so the status is 'stopped'"
+            else:
+                note = what
+            message = f"{message}; {note}" if message else note
         return cls(
             weights=w,
             g=g,
@@ -169,10 +142,16 @@ class CalibrationResult:
             message=message,
             method=method,
             solver=solver,
-            iterations=int(iterations),
+            iterations=None if iterations is None else int(iterations),
             wall_time=float(wall_time),
             objective=float(objective),
-            diagnostics=diag,
+            fit=check,
+            target_names=list(problem.target_names),
+            groups=problem.groups,
+            targets=problem.targets,
+            tolerance=problem.tolerance,
+            sparse=sparse,
+            unit_ids=problem.unit_ids,
             multipliers=multipliers,
             dropped_targets=list(dropped_targets or []),
             timings=dict(timings or {}),
@@ -182,44 +161,77 @@ class CalibrationResult:
     # ------------------------------------------------------------------ summaries
     @property
     def success(self) -> bool:
-        """True when the status is ``"optimal"`` or ``"within_tolerance"``."""
-        return self.status in (STATUS_OPTIMAL, STATUS_WITHIN_TOLERANCE)
+        """True when every target is within its band and every bound holds."""
+        return self.status in st.SUCCESS_STATUSES
 
     @property
     def max_rel_error(self) -> float:
-        """Largest absolute relative target error."""
-        return float(np.abs(self.diagnostics["rel_error"]).max())
+        """Largest absolute relative target error (see :mod:`calibopt.fit`)."""
+        return float(np.abs(self.fit.rel_errors).max())
 
     @property
     def mean_rel_error(self) -> float:
         """Mean absolute relative target error."""
-        return float(np.abs(self.diagnostics["rel_error"]).mean())
+        return float(np.abs(self.fit.rel_errors).mean())
 
     @property
     def nnz(self) -> int:
         """Number of non-zero weights."""
         return int(np.count_nonzero(self.weights))
 
+    @cached_property
+    def diagnostics(self) -> Any:
+        """Per-target fit as a DataFrame (built on first access).
+
+        One row per target: ``target`` (position), ``name``, ``group``, ``value`` (target
+        total), ``estimate`` (``X @ w``), ``error`` (estimate - value), ``rel_error``
+        (error / s_j, see :mod:`calibopt.fit`), ``tolerance`` and ``within_tolerance``.
+        """
+        import pandas as pd
+
+        f = self.fit
+        return pd.DataFrame(
+            {
+                "target": np.arange(self.targets.size),
+                "name": self.target_names,
+                "group": self.groups,
+                "value": self.targets,
+                "estimate": f.estimates,
+                "error": f.errors,
+                "rel_error": f.rel_errors,
+                "tolerance": self.tolerance,
+                "within_tolerance": f.target_met,
+            }
+        )
+
+    def weights_series(self) -> Any:
+        """The weights as a pandas Series on the units' ids (a DataFrame's index for problems
+        built by :func:`calibopt.problem_from_margins`; positions otherwise)."""
+        import pandas as pd
+
+        index = None if self.unit_ids is None else pd.Index(self.unit_ids)
+        return pd.Series(self.weights, index=index, name="weight")
+
     def summary(self) -> str:
         """One paragraph: status, fit, sparsity, time."""
+        its = "?" if self.iterations is None else self.iterations
         return (
-            f"{self.method} via {self.solver}: {self.status} in {self.iterations} iterations, "
+            f"{self.method} via {self.solver}: {self.status} in {its} iterations, "
             f"{self.wall_time:.3g} s; max |rel error| {self.max_rel_error:.3g}, mean "
             f"{self.mean_rel_error:.3g}; {self.nnz} non-zero weights of {self.weights.size}; "
             f"g in [{self.g.min():.4g}, {self.g.max():.4g}]."
             + (f" {self.message}" if self.message else "")
         )
 
-    def fit_by_group(self) -> pd.DataFrame:
+    def fit_by_group(self) -> Any:
         """Fit summarised per target group: count, max and mean |relative error|."""
-        df = self.diagnostics.assign(abs_rel=np.abs(self.diagnostics["rel_error"]))
-        out = df.groupby("group", sort=False).agg(
+        df = self.diagnostics.assign(abs_rel=np.abs(self.fit.rel_errors))
+        return df.groupby("group", sort=False).agg(
             targets=("target", "size"),
             max_abs_rel_error=("abs_rel", "max"),
             mean_abs_rel_error=("abs_rel", "mean"),
             within_tolerance=("within_tolerance", "mean"),
         )
-        return out
 
     def __repr__(self) -> str:
         return f"CalibrationResult({self.summary()})"

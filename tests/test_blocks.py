@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import calibopt as co
-from calibopt.blocks import block_shares, plan_blocks, solve_blocks
+from calibopt.decomposition.blocks import block_shares, plan_blocks, solve_blocks
 
 
 def local_area_problem(areas=4, households=30, seed=0, tol=0.01, upper=400.0):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import calibopt as co
-from calibopt.sparse.cells import apportion, cell_labels, sample_cells
+from calibopt.formulations.cross_category import apportion, cell_labels, sample_cells
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import calibopt as co
 from calibopt.formulations.gradient import gradient_objective
-from calibopt.loss import loss_weights, target_loss
+from calibopt.solvers.loss import loss_weights, target_loss
 
 
 def feasible(n=2000, m=30, seed=0, **kw):

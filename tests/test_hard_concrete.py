@@ -22,9 +22,9 @@ from calibopt.errors import (  # noqa: E402
     InvalidProblemError,
     SolverError,
 )
-from calibopt.hardconcrete.gates import GateSpec  # noqa: E402
-from calibopt.hardconcrete.model import HardConcreteModel  # noqa: E402
-from calibopt.loss import loss_weights, target_loss  # noqa: E402
+from calibopt.solvers.hard_concrete.gates import GateSpec  # noqa: E402
+from calibopt.solvers.hard_concrete.model import HardConcreteModel  # noqa: E402
+from calibopt.solvers.loss import loss_weights, target_loss  # noqa: E402
 
 FAST = dict(progress=False, threads=1)
 
@@ -379,7 +379,7 @@ def test_converged_stop_on_target_tolerance():
         epochs=3000,
         lr=0.05,
         init_keep_prob=0.999,
-        target_tol=0.5,
+        stop_tolerance=0.5,
         patience=3,
         polish=None,
         **FAST,
@@ -449,7 +449,7 @@ def test_nan_in_input_rejected_by_the_problem():
 
 
 def test_missing_torch_gives_install_hint(monkeypatch):
-    from calibopt.hardconcrete.backend import require_torch
+    from calibopt.solvers.hard_concrete.backend import require_torch
 
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(SolverError, match=r"pip install calibopt\[torch\]"):

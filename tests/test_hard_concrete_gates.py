@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from calibopt.errors import InvalidProblemError  # noqa: E402
-from calibopt.hardconcrete.gates import (  # noqa: E402
+from calibopt.solvers.hard_concrete.gates import (  # noqa: E402
     GateSpec,
     deterministic_gates,
     prob_nonzero,

@@ -10,9 +10,10 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 import calibopt as co
-from calibopt.result import target_diagnostics
-from calibopt.sparse.domain import sparse_domain
-from calibopt.sparse.l0 import build_l0_model, cover_counts
+from calibopt.fit import check_weights
+from calibopt.formulations.l0_classes import cover_counts
+from calibopt.formulations.l0_model import build_l0_model
+from calibopt.solvers.domain import sparse_domain
 
 
 def random_problem(n, m, seed, tol=0.03, ratio=(0.3, 6.0), negative_row=False, dup=0):
@@ -70,7 +71,7 @@ def test_optimum_equals_brute_force(n, m, seed):
     assert r.info["proven_optimal"]
     assert r.nnz == brute_force_min_support(p)
     # tolerance checked from the weights, not the solver; dropped records exactly 0
-    assert target_diagnostics(p, r.weights)["within_tolerance"].all()
+    assert check_weights(p, r.weights, sparse=True).ok
     lo, hi = p.weight_bounds()
     kept = r.weights != 0
     assert np.all(r.weights[kept] >= lo[kept] * (1 - 1e-9))

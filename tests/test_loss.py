@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import calibopt as co
-from calibopt.loss import TargetLoss, group_coefficients, loss_weights, target_loss
+from calibopt.solvers.loss import TargetLoss, group_coefficients, loss_weights, target_loss
 
 
 @pytest.fixture

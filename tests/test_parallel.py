@@ -10,7 +10,7 @@ import pytest
 from test_blocks import local_area_problem
 
 import calibopt as co
-from calibopt.parallel import (
+from calibopt.decomposition.executors import (
     DaskExecutor,
     FuturesExecutor,
     InProcessExecutor,

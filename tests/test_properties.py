@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import calibopt as co
-from calibopt.distances import get_distance
+from calibopt.solvers.distances import get_distance
 
 METHODS = {
     "linear": ("linear", None),

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import calibopt as co
-from calibopt.cvx import installed_solvers
 from calibopt.formulations import get_method
+from calibopt.solvers.cvx import installed_solvers
 
 # case -> (method, ratio bounds)
 SURVEY_CASES = {

@@ -1,4 +1,4 @@
-"""Calibration methods, one module per method, each registered by name.
+"""Calibration methods, one module per method (or family), each registered by name.
 
 Every module in this package is imported here so that its ``@register_method`` runs; a
 module must not import optional heavy dependencies (torch, dask) at import time.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .registry import Method, get_method, method_table, methods, register_method
+from .registry import Method, get_method, method_table, methods, register_method, run_method
 
-__all__ = ["Method", "get_method", "method_table", "methods", "register_method"]
+__all__ = ["Method", "get_method", "method_table", "methods", "register_method", "run_method"]
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name != "registry" and not _mod.name.startswith("_"):

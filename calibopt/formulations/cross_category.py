@@ -20,19 +20,108 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import CalibrationError, InvalidProblemError
+from ..fit import check_weights
 from ..problem import CalibrationProblem
-from ..result import CalibrationResult, relative_errors
-from ..sparse.cells import apportion, cell_labels, sample_cells
-from ..sparse.domain import kept_bounds
-from ..sparse.refit import calibrate_bands
-from .registry import register_method
+from ..result import CalibrationResult
+from ..solvers.domain import project_semicontinuous
+from ..validate import choice, integer, number
+from .registry import register_method, run_method
+from .support import calibrate_bands
 
-__all__ = ["categorical_targets", "solve"]
+__all__ = ["apportion", "categorical_targets", "cell_labels", "sample_cells", "solve"]
 
 CALIBRATIONS = ("ipf", "linear", "raking")
 REFINES = (None, "linear", "gradient")
+
+
+def cell_labels(X_cat: sp.spmatrix) -> np.ndarray:
+    """Cell of each record: records with the same pattern of categorical rows share a cell.
+
+    ``X_cat`` holds the categorical targets' rows (targets x records); a record's cell is the
+    set of rows it has a non-zero in (the cross product of its categories). Patterns are
+    compared through two independent random projections of the 0/1 pattern.
+
+    Returns
+    -------
+    ndarray of int
+        Cell code per record, ``0..n_cells-1`` in order of first appearance.
+    """
+    P = sp.csc_matrix(X_cat, dtype=np.float64, copy=True)
+    P.data[:] = 1.0
+    rng = np.random.default_rng(7)
+    r = rng.standard_normal((P.shape[0], 2))
+    h = P.T @ r
+    codes, _ = pd.factorize(pd.MultiIndex.from_arrays([h[:, 0], h[:, 1]]), sort=False)
+    return codes.astype(np.int64)
+
+
+def apportion(sizes: np.ndarray, k: int) -> np.ndarray:
+    """Split ``k`` over cells in proportion to ``sizes``, each cell in ``[1, size]``.
+
+    Largest-remainder apportionment of the quotas ``sizes * lam`` with the multiplier ``lam``
+    found by bisection so that the floors (clipped to ``[1, size]``) sum to at most ``k``; the
+    remaining seats go to the largest fractional parts. The total is exactly ``k``.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    C = sizes.size
+    n = int(sizes.sum())
+    if not (C <= k <= n):
+        raise InvalidProblemError(
+            f"cannot keep {k} records from {C} cells of {n} records: keeping at least one per "
+            f"cell needs k >= {C}, and k <= {n}."
+        )
+
+    def seats(lam: float) -> np.ndarray:
+        return np.clip(np.floor(sizes * lam), 1, sizes).astype(np.int64)
+
+    lo, hi = 0.0, 1.0
+    while seats(hi).sum() < k:  # pragma: no cover - hi = 1 already gives n seats
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if seats(mid).sum() <= k:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    a = seats(lo)
+    rest = k - int(a.sum())
+    if rest > 0:
+        frac = sizes * hi - np.floor(sizes * lo)
+        frac = np.where(a < sizes, frac, -np.inf)
+        order = np.argsort(-frac, kind="stable")[:rest]
+        a[order] += 1
+    return a
+
+
+def sample_cells(
+    cells: np.ndarray,
+    quota: np.ndarray,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Positions of ``quota[c]`` records drawn without replacement from each cell ``c``.
+
+    Uniform within a cell, or with probability proportional to ``weights`` (Efraimidis-Spirakis
+    keys ``log(u) / weight``). Vectorised: one sort of all records.
+    """
+    u = rng.random(cells.size)
+    if weights is None:
+        key = u
+    else:
+        with np.errstate(divide="ignore"):
+            key = np.where(weights > 0, np.log(u) / weights, -np.inf)
+    order = np.lexsort((-key, cells))
+    sorted_cells = cells[order]
+    start = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank = np.arange(cells.size) - start
+    keep = rank < quota[sorted_cells]
+    return np.sort(order[keep])
 
 
 def categorical_targets(problem: CalibrationProblem, categorical: Any = None) -> np.ndarray:
@@ -74,7 +163,7 @@ def _sub(
     problem: CalibrationProblem, units: np.ndarray, rows: np.ndarray, d: np.ndarray
 ) -> CalibrationProblem:
     """Kept records x some targets, started from ``d``, with the original absolute bounds."""
-    lo, hi = kept_bounds(problem)
+    lo, hi = problem.weight_bounds()
     return CalibrationProblem(
         problem.X[rows][:, units],
         problem.targets[rows],
@@ -86,6 +175,71 @@ def _sub(
     )
 
 
+def _n_keep(n: int, n_keep: Any, sparsity: Any) -> int:
+    if (n_keep is None) == (sparsity is None):
+        raise InvalidProblemError("give exactly one of `n_keep` (records to keep) or `sparsity`.")
+    if sparsity is not None:
+        sparsity = number("sparsity", sparsity, low=0.0)
+        if not sparsity < 1:
+            raise InvalidProblemError(f"`sparsity` must be in [0, 1), got {sparsity!r}.")
+        return max(1, round(n * (1 - sparsity)))
+    return integer("n_keep", n_keep, low=1)
+
+
+def _select(problem, cat, n_keep, seed, sampling):
+    """Kept records (a proportional sample of every cell) and their expanded design weights."""
+    d = problem.initial_weights
+    cells = cell_labels(problem.X[cat])
+    sizes = np.bincount(cells)
+    quota = apportion(sizes, int(n_keep))
+    rng = np.random.default_rng(seed)
+    kept = sample_cells(cells, quota, rng, d if sampling == "weighted" else None)
+    # expansion: each kept record carries its cell's design total in proportion to its d
+    cell_d = np.bincount(cells, weights=d, minlength=sizes.size)
+    kept_d = np.bincount(cells[kept], weights=d[kept], minlength=sizes.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(kept_d > 0, cell_d / kept_d, 0.0)
+    d_exp = d[kept] * factor[cells[kept]]
+    d_exp = np.where(d_exp > 0, d_exp, np.where(d[kept] > 0, d[kept], 1.0))
+    return kept, d_exp, int(sizes.size)
+
+
+def _calibrate_cells(problem, kept, cat, d_exp, calibration, notes):
+    """The paper's step: calibrate the kept records to the categorical targets."""
+    try:
+        sub = _sub(problem, kept, cat, d_exp)
+        if calibration == "ipf":
+            res = run_method(sub, "ipf")
+        else:
+            res = calibrate_bands(sub, calibration)
+    except CalibrationError as exc:
+        notes.append(f"{calibration} on the categorical targets failed: {exc}")
+        return d_exp, None
+    notes.append(f"{calibration} on {cat.size} categorical targets: {res.status}")
+    if not res.success:
+        notes.append(res.message)
+    return res.weights, res.iterations
+
+
+def _refine(problem, kept, start, refine, options, notes):
+    """The hybrid: fit every target on the kept records."""
+    sub = _sub(problem, kept, np.arange(problem.n_targets), start)
+    method = refine
+    try:
+        if refine == "linear":
+            res = calibrate_bands(sub, "linear", **options)
+        else:
+            res = run_method(sub, refine, **options)
+    except CalibrationError as exc:
+        if refine != "linear":
+            raise
+        notes.append(f"linear refine failed ({str(exc)[:200]}); gradient instead")
+        method = "gradient"
+        res = run_method(sub, "gradient", init=start)
+    notes.append(f"{method} refine on all {problem.n_targets} targets: {res.status}")
+    return res.weights, res.iterations
+
+
 @register_method(
     "cross-category",
     aliases=("cross-cat", "cells"),
@@ -93,6 +247,9 @@ def _sub(
     catalogue="cross-category.md",
     summary="proportional seeded sample of every cross-category cell, calibrated; optional refine",
     guarantee="approximate",
+    iterations="iterations of the last calibration run (IPF sweeps, Newton steps, ...)",
+    objective="the number of non-zero weights",
+    sparse=True,
 )
 def solve(
     problem: CalibrationProblem,
@@ -133,102 +290,53 @@ def solve(
     refine_options
         Options for the refine method (e.g. ``{"l2": 1e-3}`` for ``"gradient"``).
     """
-    from ..calibrate import calibrate
-
     t0 = time.perf_counter()
     n = problem.n_units
-    if (n_keep is None) == (sparsity is None):
-        raise InvalidProblemError("give exactly one of `n_keep` (records to keep) or `sparsity`.")
-    if sparsity is not None:
-        if not (0 <= sparsity < 1):
-            raise InvalidProblemError(f"`sparsity` must be in [0, 1), got {sparsity!r}.")
-        n_keep = max(1, round(n * (1 - sparsity)))
-    if int(n_keep) != n_keep or n_keep < 1:
-        raise InvalidProblemError(f"`n_keep` must be a positive integer, got {n_keep!r}.")
-    if sampling not in ("uniform", "weighted"):
-        raise InvalidProblemError(f"`sampling` must be 'uniform' or 'weighted', got {sampling!r}.")
-    if calibration not in CALIBRATIONS:
-        raise InvalidProblemError(
-            f"`calibration` must be one of {CALIBRATIONS}, got {calibration!r}."
-        )
-    if refine not in REFINES:
-        raise InvalidProblemError(f"`refine` must be one of {REFINES}, got {refine!r}.")
+    n_keep = _n_keep(n, n_keep, sparsity)
+    seed = integer("seed", seed, low=0)
+    choice("sampling", sampling, ("uniform", "weighted"))
+    choice("calibration", calibration, CALIBRATIONS)
+    choice("refine", refine, REFINES)
+    if refine_options is not None and not isinstance(refine_options, dict):
+        raise InvalidProblemError(f"`refine_options` must be a dict, got {refine_options!r}.")
     cat = categorical_targets(problem, categorical)
     if cat.size == 0:
         raise InvalidProblemError(
             "no categorical targets: cross-category selection needs count rows (entries all 1) "
             "or `categorical=` naming the targets that define the cells."
         )
-    d = problem.initial_weights
-    cells = cell_labels(problem.X[cat])
-    sizes = np.bincount(cells)
-    quota = apportion(sizes, int(n_keep))
-    rng = np.random.default_rng(seed)
-    kept = sample_cells(cells, quota, rng, d if sampling == "weighted" else None)
-    # expansion: each kept record carries its cell's design total in proportion to its d
-    cell_d = np.bincount(cells, weights=d, minlength=sizes.size)
-    kept_d = np.bincount(cells[kept], weights=d[kept], minlength=sizes.size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(kept_d > 0, cell_d / kept_d, 0.0)
-    d_exp = d[kept] * factor[cells[kept]]
-    d_exp = np.where(d_exp > 0, d_exp, np.where(d[kept] > 0, d[kept], 1.0))
+    kept, d_exp, n_cells = _select(problem, cat, n_keep, seed, sampling)
     timings = {"select": time.perf_counter() - t0}
-    notes = [f"kept {kept.size} of {n} records from {sizes.size} cells"]
-    # ---- the paper: calibrate the kept records to the categorical targets
+    notes = [f"kept {kept.size} of {n} records from {n_cells} cells"]
     t1 = time.perf_counter()
-    w_kept = d_exp
-    try:
-        sub = _sub(problem, kept, cat, d_exp)
-        res = (
-            calibrate(sub, method="ipf")
-            if calibration == "ipf"
-            else calibrate_bands(sub, calibration)
-        )
-        w_kept = res.weights
-        notes.append(f"{calibration} on {cat.size} categorical targets: {res.status}")
-        if not res.success:
-            notes.append(res.message)
-    except CalibrationError as exc:
-        notes.append(f"{calibration} on the categorical targets failed: {exc}")
+    w_kept, its = _calibrate_cells(problem, kept, cat, d_exp, calibration, notes)
     timings["calibrate"] = time.perf_counter() - t1
-    # ---- the hybrid: refine on every target
     if refine is not None:
         t2 = time.perf_counter()
-        all_rows = np.arange(problem.n_targets)
         start = np.where(w_kept > 0, w_kept, d_exp)
-        opts = dict(refine_options or {})
-        method = refine
-        sub = _sub(problem, kept, all_rows, start)
-        try:
-            if refine == "linear":
-                res = calibrate_bands(sub, "linear", **opts)
-            else:
-                res = calibrate(sub, method=refine, **opts)
-        except CalibrationError as exc:
-            if refine != "linear":
-                raise
-            notes.append(f"linear refine failed ({str(exc)[:200]}); gradient instead")
-            method = "gradient"
-            res = calibrate(sub, method="gradient", init=start)
-        w_kept = res.weights
-        notes.append(f"{method} refine on all {problem.n_targets} targets: {res.status}")
+        w_kept, its = _refine(problem, kept, start, refine, dict(refine_options or {}), notes)
         timings["refine"] = time.perf_counter() - t2
     w = np.zeros(n)
-    w[kept] = w_kept
-    rel = np.abs(relative_errors(problem.X @ w, problem.targets))
+    lo, hi = problem.weight_bounds()
+    # a failed step leaves weights that may break the bounds: never return those
+    w[kept] = project_semicontinuous(w_kept, lo[kept], hi[kept])
+    fit = check_weights(problem, w, sparse=True)
+    rel = np.abs(fit.rel_errors)
     cont = np.setdiff1d(np.arange(problem.n_targets), cat)
     timings["total"] = time.perf_counter() - t0
-    result = CalibrationResult.from_weights(
+    return CalibrationResult.from_weights(
         problem,
         w,
         method="cross-category",
         solver=calibration if refine is None else f"{calibration}+{refine}",
+        proven_optimal=False,
+        sparse=True,
         message="; ".join(notes),
-        iterations=1,
+        iterations=its,
         objective=float(np.count_nonzero(w)),
         timings=timings,
         info={
-            "n_cells": int(sizes.size),
+            "n_cells": n_cells,
             "n_keep": int(kept.size),
             "kept": kept,
             "categorical_targets": [problem.target_names[j] for j in cat],
@@ -236,4 +344,3 @@ def solve(
             "max_rel_error_continuous": float(rel[cont].max()) if cont.size else 0.0,
         },
     )
-    return result

@@ -24,14 +24,14 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..errors import InvalidProblemError
-from ..loss import DEFAULT_EPS, TargetLoss
+from ..fit import ACCURACY
 from ..problem import CalibrationProblem
-from ..result import STATUS_OPTIMAL, STATUS_STOPPED, CalibrationResult
+from ..result import CalibrationResult
+from ..solvers.loss import DEFAULT_EPS, TargetLoss
+from ..validate import integer, number
 from .registry import register_method
 
 __all__ = ["gradient_objective", "solve"]
-
-_ACCURACY = 1e-8
 
 
 def gradient_objective(
@@ -85,6 +85,8 @@ def gradient_objective(
     catalogue="gradient.md",
     summary="min relative squared target error (group-normalised) + L1/L2 penalty; L-BFGS-B",
     guarantee="approximate",
+    iterations="L-BFGS-B iterations",
+    objective="the loss plus the L1/L2 penalties at the returned weights",
 )
 def solve(
     problem: CalibrationProblem,
@@ -128,13 +130,14 @@ def solve(
     import sys
 
     t0 = time.perf_counter()
-    if solver is not None and str(solver).upper() not in ("L-BFGS-B", "LBFGSB", "LBFGS"):
+    if solver is not None and solver.upper() not in ("L-BFGS-B", "LBFGSB", "LBFGS"):
         raise InvalidProblemError(f"method 'gradient' runs L-BFGS-B only; got solver={solver!r}.")
-    for name, val in (("l1", l1), ("l2", l2)):
-        if not (np.isfinite(val) and val >= 0):
-            raise InvalidProblemError(f"`{name}` must be a finite number >= 0, got {val!r}.")
-    if int(max_iter) != max_iter or max_iter < 1:
-        raise InvalidProblemError(f"`max_iter` must be a positive integer, got {max_iter!r}.")
+    l1 = number("l1", l1, low=0.0)
+    l2 = number("l2", l2, low=0.0)
+    max_iter = integer("max_iter", max_iter, low=1)
+    ftol = number("ftol", ftol, low=0.0)
+    gtol = number("gtol", gtol, low=0.0)
+    problem.require_consistent_bounds("gradient")
     lo, hi = problem.weight_bounds()
     if l1 and np.any(lo < 0):
         raise InvalidProblemError(
@@ -158,7 +161,7 @@ def solve(
     # L-BFGS-B's stopping rules compare objective decreases with max(|f|, 1) and the projected
     # gradient with gtol: on the loss scaled by 1/ACCURACY^2 they act when relative target
     # errors reach ~ACCURACY, whatever the starting loss
-    scale = 1.0 / _ACCURACY**2
+    scale = 1.0 / ACCURACY**2
     pg0 = float(np.max(np.abs(x0 - np.clip(x0 - g0 * scale, xlo, xhi)), initial=0.0))
     best = {"x": x0, "f": f0}
     history: list[float] = [f0]
@@ -211,15 +214,14 @@ def solve(
     x = best["x"]
     w = s * np.clip(x, xlo, xhi)
     if interrupted or res is None:
-        status, message, nit = STATUS_STOPPED, "interrupted: best weights so far", len(history) - 1
+        converged, message, nit = False, "interrupted: best weights so far", len(history) - 1
     else:
-        nit = int(res.nit)
+        nit = int(getattr(res, "nit", 0))
         # first-order optimality: the projected gradient has vanished relative to the start
         # (a line search that fails at machine precision then still counts as converged)
         g = fs(x)[1]
         pg = float(np.max(np.abs(x - np.clip(x - g, xlo, xhi)), initial=0.0))
         converged = bool(res.success) or pg <= 1e-9 * max(pg0, 1.0)
-        status = STATUS_OPTIMAL if converged else STATUS_STOPPED
         message = f"L-BFGS-B: {res.message} after {nit} iterations; projected gradient {pg:.2g}"
     loss_only = TargetLoss.from_problem(problem, eps=eps, group_normalise=group_normalise)
     return CalibrationResult.from_weights(
@@ -227,11 +229,11 @@ def solve(
         w,
         method="gradient",
         solver="L-BFGS-B",
-        status=status,
+        proven_optimal=converged,
+        soft=True,
         message=message,
         iterations=nit,
         objective=float(best["f"]),
         timings={"total": time.perf_counter() - t0},
         info={"loss": loss_only.value(w), "objective_history": history, "l1": l1, "l2": l2},
-        soft_targets=True,
     )

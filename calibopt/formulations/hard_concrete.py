@@ -8,114 +8,123 @@ The program (see ``formulations/hard-concrete.md``)::
     with     w_i = exp(theta_i) z_i(log_alpha_i, u_i),
              z_i ~ Hard Concrete(log_alpha_i, beta, gamma, zeta)
 
-by Adam on a single sample of the gates per epoch; the answer uses the deterministic
-(median) gates, so unselected units get weights of exactly 0, and is optionally polished on
-its support by an exact classical method. torch is imported only when the method runs.
+by Adam on a single sample of the gates per epoch (:mod:`calibopt.solvers.hard_concrete`); the
+answer uses the deterministic (median) gates, so unselected units get weights of exactly 0,
+and is optionally polished on its support by an exact distance method
+(:func:`calibopt.formulations.support.polish_support`). torch is imported only when the
+method runs.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
-from ..errors import InfeasibleError, InvalidProblemError
-from ..loss import DEFAULT_EPS, loss_weights
+from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
-from ..result import STATUS_STOPPED, CalibrationResult
+from ..result import CalibrationResult
+from ..solvers.loss import DEFAULT_EPS
+from ..validate import integer, number
 from .registry import register_method
+from .support import POLISH_METHODS, polish_support
 
 __all__: list[str] = []
 
 
-def _number(name: str, value: Any, *, low: float | None = None, strict: bool = False) -> float:
-    """A finite float option, optionally ``>= low`` (``> low`` if ``strict``)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InvalidProblemError(f"`{name}` must be a number, got {value!r}.") from None
-    if not math.isfinite(v):
-        raise InvalidProblemError(f"`{name}` must be finite, got {value!r}.")
-    if low is not None and (v <= low if strict else v < low):
-        raise InvalidProblemError(f"`{name}` must be {'>' if strict else '>='} {low:g}, got {v!r}.")
-    return v
+@dataclass
+class _Options:
+    """The method's options, validated."""
+
+    lambda_l0: float
+    lambda_l2: float
+    epochs: int
+    lr: float
+    lr_gates: float
+    init_keep_prob: float
+    min_delta: float
+    eval_every: int
+    patience: int
+    checkpoint_every: int
+    seed: int
+    threads: int | None
+    stop_tolerance: float | None
+    checkpoint: Path | None
 
 
-def _count(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise InvalidProblemError(f"`{name}` must be an integer >= {low}, got {value!r}.")
-    return int(value)
-
-
-def _check_groups(problem: CalibrationProblem) -> None:
-    """A group whose targets are all 0 has no scale for a relative error: refuse it."""
-    zero = problem.targets == 0
-    if not zero.any():
-        return
-    labels = pd.Series(problem.groups, dtype=object)
-    all_zero = zero.astype(float)
-    share = pd.Series(all_zero).groupby(labels.to_numpy(), sort=False, dropna=False).mean()
-    bad = share.index[share.to_numpy() == 1.0].tolist()
-    if bad:
-        rows = np.flatnonzero(labels.isin(bad).to_numpy() & zero)
-        names = [problem.target_names[j] for j in rows[:5]]
+def _options(**o: Any) -> _Options:
+    lr = number("lr", o["lr"], low=0.0, strict=True)
+    keep = number("init_keep_prob", o["init_keep_prob"], low=0.0, high=1.0, strict=True)
+    ck = None if o["checkpoint"] is None else Path(o["checkpoint"])
+    if ck is not None and ck.exists() and not o["resume"]:
         raise InvalidProblemError(
-            f"target group(s) {bad[:5]} have every target equal to 0 (e.g. {names}): the "
-            f"relative error has no scale there and the loss would count such a group in the "
-            f"units of X. Drop these targets, put them in a group with non-zero targets, or "
-            f"remove the units that contribute to them."
+            f"checkpoint file {str(ck)!r} exists; pass resume=True to continue that run, "
+            f"or delete it / choose another path to start afresh."
         )
-
-
-def _free_units(problem: CalibrationProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Units that can carry weight (d > 0 and upper bound > 0) and their bounds on w."""
-    lo, hi = problem.weight_bounds()
-    neg = np.flatnonzero(hi < 0)
-    if neg.size:
+    if o["resume"] and ck is None:
+        raise InvalidProblemError("`resume=True` needs `checkpoint=<path>`.")
+    if o["polish"] is not None and (
+        not isinstance(o["polish"], str) or o["polish"] not in POLISH_METHODS
+    ):
         raise InvalidProblemError(
-            f"unit(s) {neg[:5].tolist()} have a negative upper weight bound; 'hard-concrete' "
-            f"keeps weights >= 0 (exp(theta) times a gate). Use bounds with upper >= 0."
+            f"`polish` must be None or one of {list(POLISH_METHODS)}, got {o['polish']!r}."
         )
-    free = np.flatnonzero((problem.initial_weights > 0) & (hi > 0))
-    if free.size == 0:
-        raise InvalidProblemError(
-            "no unit can carry weight: 'hard-concrete' starts from the initial weights, so give "
-            "positive `initial_weights` (units with d = 0 or upper bound 0 stay at 0)."
-        )
-    return free, lo[free], hi[free]
+    if o["callback"] is not None and not callable(o["callback"]):
+        raise InvalidProblemError("`callback` must be callable (it receives a dict).")
+    stop = o["stop_tolerance"]
+    return _Options(
+        lambda_l0=number("lambda_l0", o["lambda_l0"], low=0.0),
+        lambda_l2=number("lambda_l2", o["lambda_l2"], low=0.0),
+        epochs=integer("epochs", o["epochs"], low=0),
+        lr=lr,
+        lr_gates=lr
+        if o["lr_gates"] is None
+        else number("lr_gates", o["lr_gates"], low=0.0, strict=True),
+        init_keep_prob=keep,
+        min_delta=number("min_delta", o["min_delta"], low=0.0),
+        eval_every=integer("eval_every", o["eval_every"], low=1),
+        patience=integer("patience", o["patience"], low=1),
+        checkpoint_every=integer("checkpoint_every", o["checkpoint_every"], low=1),
+        seed=integer("seed", o["seed"], low=0),
+        threads=None if o["threads"] is None else integer("threads", o["threads"], low=1),
+        stop_tolerance=None if stop is None else number("stop_tolerance", stop, low=0.0),
+        checkpoint=ck,
+    )
 
 
-def _scale_rows(X: sp.csr_matrix, root: np.ndarray, dtype: Any) -> sp.csr_matrix:
-    """``diag(root) X`` with data in ``dtype``, sharing X's index arrays (rows in blocks, so
-    the float64 temporaries stay small)."""
-    data = np.empty(X.nnz, dtype=dtype)
-    step = max(1, X.shape[0] // 16)
-    for r0 in range(0, X.shape[0], step):
-        r1 = min(X.shape[0], r0 + step)
-        a, b = X.indptr[r0], X.indptr[r1]
-        data[a:b] = X.data[a:b] * np.repeat(root[r0:r1], np.diff(X.indptr[r0 : r1 + 1]))
-    out = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape, copy=False)
-    out.has_sorted_indices = X.has_sorted_indices
-    return out
+def _polish(problem, w, out, free, gates, polish, repair):
+    """Polish on the support, with repair candidates ranked by their gates' log_alpha."""
+    candidates = cand_w = None
+    if repair:
+        closed = gates == 0
+        order = np.argsort(-out.log_alpha[closed], kind="stable")
+        candidates = free[closed][order]
+        cand_w = np.zeros(problem.n_units)
+        cand_w[free] = np.exp(out.log_w)
+    w, report = polish_support(problem, w, polish, candidates=candidates, candidate_weights=cand_w)
+    b, a = report["before"], report["after"]
+    message = (
+        f"; polish ({polish}) {'accepted' if report['accepted'] else 'rejected'}: "
+        f"{report['status']}, max |rel error| {b['max_rel_error']:.3g} -> "
+        f"{a['max_rel_error']:.3g}, non-zeros {b['nnz']} -> {a['nnz']}"
+    )
+    if report["status"] == "failed":
+        message += f" ({report['message']})"
+    return w, report, message
 
 
-def _check_rows(problem: CalibrationProblem, X_free: sp.csr_matrix) -> None:
-    empty = np.flatnonzero((np.diff(X_free.indptr) == 0) & (problem.targets != 0))
-    if empty.size:
-        names = [problem.target_names[j] for j in empty[:8]]
-        raise InfeasibleError(
-            f"{empty.size} target(s) have a non-zero total but no unit that can carry weight "
-            f"contributes to them, so no weights reach them: {names}. Check X for missing "
-            f"entries, or drop these targets.",
-            targets=[problem.target_names[j] for j in empty],
-        )
+def _objective(problem: CalibrationProblem, w: np.ndarray, root, lam0: float, lam2: float) -> float:
+    """``sum_j omega_j (X_j w - b_j)^2 + lambda_l0 nnz(w) + lambda_l2 sum (w/d)^2``."""
+    z = root * (problem.X @ w - problem.targets)
+    d = problem.initial_weights
+    pos = d > 0
+    l2 = float(np.sum((w[pos] / d[pos]) ** 2))
+    return float(z @ z) + lam0 * np.count_nonzero(w) + lam2 * l2
 
 
 @register_method(
@@ -128,6 +137,9 @@ def _check_rows(problem: CalibrationProblem, X_free: sp.csr_matrix) -> None:
         "w = exp(theta) z, Hard Concrete gates z (torch, CPU/CUDA); exact zeros; polish"
     ),
     guarantee="approximate",
+    iterations="epochs",
+    objective="sum_j omega_j (X_j w - b_j)^2 + lambda_l0 nnz(w) + lambda_l2 sum (w/d)^2",
+    sparse=True,
 )
 def solve(
     problem: CalibrationProblem,
@@ -149,7 +161,7 @@ def solve(
     seed: int = 0,
     threads: int | None = None,
     eval_every: int = 10,
-    target_tol: float | None = None,
+    stop_tolerance: float | None = None,
     patience: int = 20,
     min_delta: float = 1e-4,
     progress: bool | None = None,
@@ -199,10 +211,11 @@ def solve(
         torch CPU threads for this call (default: torch's setting).
     eval_every
         Evaluate the deterministic weights every this many epochs.
-    target_tol
-        Relative tolerance for early stopping (every target within it and the support
-        stable for ``patience`` evaluations); default: the problem's per-target tolerance,
-        or 1% where that is 0.
+    stop_tolerance
+        Relative error at which training may stop early (every target within it and the
+        support stable for ``patience`` evaluations); default: the problem's per-target
+        tolerance, or 1% where that is 0. It only ends the training: the status is decided
+        by the problem's own tolerance, checked from the returned weights.
     patience, min_delta
         Stop when the best deterministic objective has not improved by a relative
         ``min_delta`` in ``patience`` evaluations.
@@ -232,222 +245,71 @@ def solve(
         evaluations) and ``polish``.
     """
     t0 = time.perf_counter()
-    if solver is not None and str(solver).lower() != "torch":
+    if solver is not None and solver.lower() != "torch":
         raise InvalidProblemError(
             f"method 'hard-concrete' has one solver, 'torch'; got solver={solver!r}."
         )
-    lambda_l0 = _number("lambda_l0", lambda_l0, low=0.0)
-    lambda_l2 = _number("lambda_l2", lambda_l2, low=0.0)
-    lr = _number("lr", lr, low=0.0, strict=True)
-    lr_gates = lr if lr_gates is None else _number("lr_gates", lr_gates, low=0.0, strict=True)
-    init_keep_prob = _number("init_keep_prob", init_keep_prob, low=0.0, strict=True)
-    if not init_keep_prob < 1.0:
-        raise InvalidProblemError(f"`init_keep_prob` must be < 1, got {init_keep_prob!r}.")
-    min_delta = _number("min_delta", min_delta, low=0.0)
-    epochs = _count("epochs", epochs, 0)
-    eval_every = _count("eval_every", eval_every, 1)
-    patience = _count("patience", patience, 1)
-    checkpoint_every = _count("checkpoint_every", checkpoint_every, 1)
-    seed = _count("seed", seed, 0)
-    if threads is not None:
-        threads = _count("threads", threads, 1)
-    if target_tol is not None:
-        target_tol = _number("target_tol", target_tol, low=0.0)
-    if polish is not None:
-        from ..hardconcrete.polish import POLISH_METHODS
-
-        if not isinstance(polish, str) or polish not in POLISH_METHODS:
-            raise InvalidProblemError(
-                f"`polish` must be None or one of {list(POLISH_METHODS)}, got {polish!r}."
-            )
-    if callback is not None and not callable(callback):
-        raise InvalidProblemError("`callback` must be callable (it receives a dict).")
-    ck_path = None if checkpoint is None else Path(checkpoint)
-    if ck_path is not None and ck_path.exists() and not resume:
-        raise InvalidProblemError(
-            f"checkpoint file {str(ck_path)!r} exists; pass resume=True to continue that run, "
-            f"or delete it / choose another path to start afresh."
-        )
-    if resume and ck_path is None:
-        raise InvalidProblemError("`resume=True` needs `checkpoint=<path>`.")
-
-    from ..hardconcrete.backend import require_torch, resolve_device, resolve_dtype
-
-    torch = require_torch()
-    dev = resolve_device(torch, device)
-    dt = resolve_dtype(torch, dtype)
-    from ..hardconcrete.gates import GateSpec
-
-    spec = GateSpec(beta=float(beta), gamma=float(gamma), zeta=float(zeta))
-
-    # ---- data on the host: free units, scaled rows, bounds
-    _check_groups(problem)
-    omega = loss_weights(problem.targets, problem.groups, eps=eps, group_normalise=group_normalise)
-    free, lo, hi = _free_units(problem)
-    X_free = problem.X if free.size == problem.n_units else problem.X[:, free]
-    X_free = sp.csr_matrix(X_free)
-    _check_rows(problem, X_free)
-    root = np.sqrt(omega)
-    Xs = _scale_rows(X_free, root, np.float32 if dt == torch.float32 else np.float64)
-    del X_free
-    bs = root * problem.targets
-    rel_scale = 1.0 / (root * np.where(problem.targets != 0, np.abs(problem.targets), 1.0))
-    d = problem.initial_weights[free]
-    with np.errstate(divide="ignore"):
-        log_lower = np.log(np.maximum(lo, 0.0)) if np.any(lo > 0) else None
-        log_upper = np.log(hi) if np.any(np.isfinite(hi)) else None
-    tol = problem.tolerance if target_tol is None else np.full(problem.n_targets, target_tol)
-    tol = np.where(tol > 0, tol, 0.01) if target_tol is None else tol
-    init_log_alpha = spec.log_alpha_for(init_keep_prob)
-
-    from ..hardconcrete.checkpoint import fingerprint
-    from ..hardconcrete.model import HardConcreteModel
-    from ..hardconcrete.train import TrainConfig, train
-
-    fp = (
-        ""
-        if ck_path is None
-        else fingerprint(
-            [Xs.indptr, Xs.indices, Xs.data, bs, d, free]
-            + [a for a in (log_lower, log_upper) if a is not None],
-            {
-                "beta": spec.beta,
-                "gamma": spec.gamma,
-                "zeta": spec.zeta,
-                "lambda_l0": lambda_l0,
-                "lambda_l2": lambda_l2,
-                "init_log_alpha": init_log_alpha,
-                "dtype": str(dt),
-            },
-        )
+    opt = _options(
+        lambda_l0=lambda_l0,
+        lambda_l2=lambda_l2,
+        epochs=epochs,
+        lr=lr,
+        lr_gates=lr_gates,
+        init_keep_prob=init_keep_prob,
+        min_delta=min_delta,
+        eval_every=eval_every,
+        patience=patience,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        threads=threads,
+        stop_tolerance=stop_tolerance,
+        checkpoint=checkpoint,
+        resume=resume,
+        polish=polish,
+        callback=callback,
     )
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        t_setup = time.perf_counter()
-        model = HardConcreteModel(
-            Xs,
-            bs,
-            rel_scale,
-            d,
-            log_lower=log_lower,
-            log_upper=log_upper,
-            spec=spec,
-            lambda_l0=lambda_l0,
-            lambda_l2=lambda_l2,
-            init_log_alpha=init_log_alpha,
-            dtype=dt,
-            device=dev,
-        )
-        del Xs
-        t_setup = time.perf_counter() - t_setup
-        cfg = TrainConfig(
-            epochs=epochs,
-            lr=lr,
-            lr_gates=lr_gates,
-            eval_every=eval_every,
-            patience=patience,
-            min_delta=min_delta,
-            seed=seed,
-            progress=progress,
-            tolerance=torch.as_tensor(tol, dtype=dt, device=dev),
-            checkpoint=ck_path,
-            checkpoint_every=checkpoint_every,
-            resume=bool(resume),
-            callback=callback,
-            fingerprint=fp,
-        )
-        out = train(model, cfg)
-        device_bytes = model.memory_bytes()
-        used_threads = torch.get_num_threads()
-        del model
-    finally:
-        if threads is not None:
-            torch.set_num_threads(previous_threads)
+    from ..solvers.hard_concrete.backend import require_torch
 
-    # ---- the answer: deterministic gates in float64 on the host (exact zeros)
-    gates = _gates_float64(torch, spec, out.log_alpha)
+    require_torch()  # a clear SolverError when torch is not installed
+    from ..solvers.hard_concrete.engine import EngineSettings, fit_hard_concrete
+
+    settings = EngineSettings(
+        beta=beta,
+        gamma=gamma,
+        zeta=zeta,
+        eps=eps,
+        group_normalise=group_normalise,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        callback=callback,
+        resume=bool(resume),
+        **vars(opt),
+    )
+    fit = fit_hard_concrete(problem, settings)
+    out, host = fit.outcome, fit.host
     w = np.zeros(problem.n_units)
     # (the clip only removes float32 rounding of the log-bound projection)
-    w[free] = np.minimum(np.exp(out.log_w) * gates, hi)
-    info: dict[str, Any] = {
-        "hard_concrete": {
-            "stop_reason": out.stop_reason,
-            "epochs": out.epochs_run,
-            "best_epoch": int(out.best["epoch"]),
-            "seconds_per_epoch": out.seconds_per_epoch,
-            "seconds_evaluating": out.seconds_evaluating,
-            "device": str(dev),
-            "dtype": str(dt).replace("torch.", ""),
-            "threads": used_threads if dev.type == "cpu" else None,
-            "seed": seed,
-            "lambda_l0": lambda_l0,
-            "lambda_l2": lambda_l2,
-            "gates": {"beta": spec.beta, "gamma": spec.gamma, "zeta": spec.zeta},
-            "best": {k: v for k, v in out.best.items() if k != "epoch"},
-            "device_bytes": device_bytes,
-            "resumed_from_epoch": out.resumed_from,
-            "notes": out.notes,
-        },
-        "history": pd.DataFrame(out.history),
-    }
-    timings = {"setup": t_setup, "training": out.seconds_training}
+    w[host.free] = np.minimum(np.exp(out.log_w) * fit.gates, host.hi)
+    info: dict[str, Any] = {"hard_concrete": fit.report, "history": fit.history_frame()}
+    timings = {"setup": fit.setup_seconds, "training": out.seconds_training}
     message = f"hard-concrete: {out.message}"
-    status = None
     if polish is not None:
-        from ..hardconcrete.polish import polish_support
-
-        candidates = cand_w = None
-        if repair:
-            closed = gates == 0
-            order = np.argsort(-out.log_alpha[closed], kind="stable")
-            candidates = free[closed][order]
-            cand_w = np.zeros(problem.n_units)
-            cand_w[free] = np.exp(out.log_w)
-        w, report = polish_support(
-            problem, w, polish, candidates=candidates, candidate_weights=cand_w
-        )
-        info["polish"] = report
-        timings["polish"] = report["seconds"]
-        b, a = report["before"], report["after"]
-        message += (
-            f"; polish ({polish}) {'accepted' if report['accepted'] else 'rejected'}: "
-            f"{report['status']}, max |rel error| {b['max_rel_error']:.3g} -> "
-            f"{a['max_rel_error']:.3g}, non-zeros {b['nnz']} -> {a['nnz']}"
-        )
-        if report["status"] == "failed":
-            message += f" ({report['message']})"
-    if out.stop_reason == "interrupted":
-        status = STATUS_STOPPED
-    objective = _objective(problem, w, omega, lambda_l0, lambda_l2)
+        w, info["polish"], note = _polish(problem, w, out, host.free, fit.gates, polish, repair)
+        timings["polish"] = info["polish"]["seconds"]
+        message += note
     return CalibrationResult.from_weights(
         problem,
         w,
         method="hard-concrete",
         solver="torch",
-        status=status,
+        proven_optimal=False,
+        soft=True,
+        completed=out.stop_reason in ("converged", "plateau"),
+        sparse=True,
         message=message,
         iterations=out.epochs_run,
-        objective=objective,
+        objective=_objective(problem, w, host.root, opt.lambda_l0, opt.lambda_l2),
         timings=timings | {"total": time.perf_counter() - t0},
         info=info,
     )
-
-
-def _gates_float64(torch: Any, spec: Any, log_alpha: np.ndarray) -> np.ndarray:
-    """Deterministic gates of float64 parameters, computed on the CPU in float64."""
-    from ..hardconcrete.gates import deterministic_gates
-
-    return deterministic_gates(torch.from_numpy(log_alpha), spec).numpy().copy()
-
-
-def _objective(
-    problem: CalibrationProblem, w: np.ndarray, omega: np.ndarray, lam0: float, lam2: float
-) -> float:
-    """``sum_j omega_j (X_j w - b_j)^2 + lambda_l0 nnz(w) + lambda_l2 sum (w/d)^2``."""
-    r = problem.X @ w - problem.targets
-    d = problem.initial_weights
-    pos = d > 0
-    l2 = float(np.sum((w[pos] / d[pos]) ** 2))
-    return float(omega @ (r * r)) + lam0 * np.count_nonzero(w) + lam2 * l2

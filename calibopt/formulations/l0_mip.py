@@ -1,9 +1,12 @@
 """``l0-mip``: the fewest non-zero weights that meet every target band, solved exactly by HiGHS.
 
-The model is in :mod:`calibopt.sparse.l0` (program, tightest big-M, record classes, covers);
-this module runs it: warm start from reweighted-L1, HiGHS directly (or any cvxpy MIP solver),
-an exact re-fit of the kept weights, and an honest report of the MIP gap. With ``blocks=`` the
-problem is split by a record label and solved block by block (:mod:`calibopt.blocks`).
+The model is :func:`calibopt.formulations.l0_model.build_l0_model` (program, tightest big-M,
+record classes, covers); this module runs it: a warm start from reweighted-L1 re-fitted on its
+support, HiGHS directly (or any cvxpy MIP solver), an exact re-fit of the kept weights, and an
+honest report of the MIP gap. The weights returned are the best *valid* candidate (every band
+and bound checked from the weights): the MIP's own, re-fitted, or the warm start. Splitting by
+a record label is the generic ``calibrate(..., blocks=labels)``
+(:mod:`calibopt.decomposition.blocks`).
 """
 
 from __future__ import annotations
@@ -14,23 +17,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import InfeasibleError, InvalidProblemError, SolverError
+from ..fit import check_weights
 from ..problem import CalibrationProblem
-from ..result import (
-    STATUS_OPTIMAL,
-    STATUS_STOPPED,
-    STATUS_WITHIN_TOLERANCE,
-    CalibrationResult,
-    target_diagnostics,
-)
-from ..sparse.cvx import assemble, cvxpy_from_arrays
-from ..sparse.domain import sparse_domain
-from ..sparse.highs import HighsOutcome, highs_model, solve_highs
-from ..sparse.l0 import L0Model, build_l0_model
-from ..sparse.refit import refit_support
-from ..sparse.reweighted import reweighted_l1
+from ..result import CalibrationResult
+from ..solvers.cvx import assemble, cvxpy_model
+from ..solvers.domain import sparse_domain
+from ..solvers.highs import HighsOutcome, highs_model, solve_highs
+from ..solvers.loss import DEFAULT_EPS
+from ..solvers.reweighted_l1 import reweighted_l1
+from ..validate import integer, number, optional_text
+from .l0_model import L0Model, build_l0_model
 from .registry import register_method
+from .support import refit_iterates, refit_support
 
-__all__ = ["build", "solve", "solve_l0"]
+__all__ = ["build", "solve"]
 
 _MODEL_OPTIONS = ("objective", "lam", "eps", "group_normalise", "big_m", "aggregate", "cuts")
 
@@ -38,57 +38,24 @@ _MODEL_OPTIONS = ("objective", "lam", "eps", "group_normalise", "big_m", "aggreg
 def build(problem: CalibrationProblem, **options: Any) -> Any:
     """The L0 MIP of ``problem`` as a ``cvxpy.Problem`` (options as for the model)."""
     model = build_l0_model(problem, **{k: v for k, v in options.items() if k in _MODEL_OPTIONS})
-    prob, _, _, _ = cvxpy_from_arrays(
-        model.cost,
-        model.col_lower,
-        model.col_upper,
-        model.A,
-        model.row_lower,
-        model.row_upper,
-        model.integer,
-    )
-    return prob
+    return cvxpy_model(model.lp)[0]
 
 
-def _within(problem: CalibrationProblem, w: np.ndarray) -> bool:
-    return bool(target_diagnostics(problem, w)["within_tolerance"].all())
-
-
-def _run_mip(
-    model: L0Model,
-    solver: str | None,
-    start: np.ndarray | None,
-    time_limit: float | None,
-    mip_gap: float,
-    threads: int | None,
-    verbose: bool,
-    seed: int | None = None,
-) -> HighsOutcome:
-    integral = model.objective == "count"
-    if solver is None or solver.lower() == "highs":
-        opts: dict[str, Any] = {"mip_rel_gap": float(mip_gap), "output_flag": bool(verbose)}
-        # the count objective is integral: a gap below 1 proves optimality
-        opts["mip_abs_gap"] = 1.0 - 1e-6 if integral else 1e-9
-        opts["mip_feasibility_tolerance"] = 1e-9
-        opts["primal_feasibility_tolerance"] = 1e-9
-        if time_limit is not None:
-            opts["time_limit"] = float(time_limit)
-        if threads is not None:
-            opts["threads"] = int(threads)
-        if seed is not None:
-            opts["random_seed"] = int(seed)
-        h = highs_model(
-            model.cost,
-            model.col_lower,
-            model.col_upper,
-            model.A,
-            model.row_lower,
-            model.row_upper,
-            integer=model.integer,
-            options=opts,
-        )
-        return solve_highs(h, start=start)
-    return _run_cvxpy(model, solver, start, time_limit, verbose)
+def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose):
+    opts: dict[str, Any] = {"mip_rel_gap": float(mip_gap), "output_flag": bool(verbose)}
+    # the count objective is integral: a gap below 1 proves optimality
+    opts["mip_abs_gap"] = 1.0 - 1e-6 if model.objective == "count" else 1e-9
+    opts["mip_feasibility_tolerance"] = 1e-9
+    opts["primal_feasibility_tolerance"] = 1e-9
+    if time_limit is not None:
+        opts["time_limit"] = float(time_limit)
+    if node_limit is not None:
+        opts["mip_max_nodes"] = int(node_limit)
+    if threads is not None:
+        opts["threads"] = int(threads)
+    if seed is not None:
+        opts["random_seed"] = int(seed)
+    return opts
 
 
 def _run_cvxpy(
@@ -98,19 +65,12 @@ def _run_cvxpy(
 
     name = solver.split(":", 1)[1] if solver.lower().startswith("cvxpy:") else solver
     name = name.upper() or "HIGHS"
-    prob, xc, xi, _ = cvxpy_from_arrays(
-        model.cost,
-        model.col_lower,
-        model.col_upper,
-        model.A,
-        model.row_lower,
-        model.row_upper,
-        model.integer,
-    )
+    prob, xc, xi, _ = cvxpy_model(model.lp)
     if start is not None:
-        xc.value = start[~model.integer]
+        integer_cols = np.asarray(model.lp.integer, bool)
+        xc.value = start[~integer_cols]
         if xi is not None:
-            xi.value = start[model.integer]
+            xi.value = start[integer_cols]
     kwargs: dict[str, Any] = {}
     if time_limit is not None and name == "HIGHS":
         kwargs["time_limit"] = float(time_limit)
@@ -125,7 +85,7 @@ def _run_cvxpy(
             f"{cp.installed_solvers()}."
         ) from exc
     seconds = time.perf_counter() - t0
-    x = assemble(model.n_cols, model.integer, xc, xi)
+    x = assemble(model.lp, xc, xi)
     st = prob.status
     return HighsOutcome(
         status=st,
@@ -137,55 +97,15 @@ def _run_cvxpy(
         objective=float(prob.value) if x is not None else np.nan,
         bound=float(prob.value) if st == cp.OPTIMAL else np.nan,
         gap=0.0 if st == cp.OPTIMAL else np.inf,
-        nodes=0,
+        nodes=-1,
         iterations=0,
         seconds=seconds,
         extra={"cvxpy_solver": name, "compile_seconds": prob.compilation_time or 0.0},
     )
 
 
-def solve_l0(
-    problem: CalibrationProblem,
-    *,
-    solver: str | None = None,
-    time_limit: float | None = 60.0,
-    mip_gap: float = 0.0,
-    objective: str = "count",
-    lam: float = 1e-3,
-    eps: float = 1.0,
-    group_normalise: bool = True,
-    big_m: str = "tight",
-    aggregate: bool = True,
-    cuts: bool = True,
-    warm_start: bool | np.ndarray = True,
-    warm_start_iter: int = 5,
-    refit: str | None = "linear",
-    threads: int | None = None,
-    seed: int | None = None,
-    verbose: bool = False,
-) -> CalibrationResult:
-    """Solve the L0 MIP of one problem (no blocks); see :func:`solve` for the options."""
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    _check_options(time_limit, mip_gap, warm_start_iter, refit)
-    soft = objective == "error+count"
-    t0 = time.perf_counter()
-    domain = None if soft else sparse_domain(problem)
-    model = build_l0_model(
-        problem,
-        objective=objective,
-        lam=lam,
-        eps=eps,
-        group_normalise=group_normalise,
-        big_m=big_m,
-        aggregate=aggregate,
-        cuts=cuts,
-        domain=domain,
-    )
-    timings["build"] = time.perf_counter() - t0
-    # ---- warm start: a feasible incumbent from reweighted-L1
-    start_w = None
-    t0 = time.perf_counter()
+def _warm_start(problem, model, warm_start, warm_start_iter, refit) -> np.ndarray | None:
+    """Valid starting weights: an array given by the user, or reweighted-L1 re-fitted."""
     if isinstance(warm_start, np.ndarray):
         start_w = np.asarray(warm_start, dtype=np.float64)
         if start_w.shape != (problem.n_units,):
@@ -193,152 +113,74 @@ def solve_l0(
                 f"`warm_start` has shape {start_w.shape}; give one weight per unit "
                 f"({problem.n_units})."
             )
-    elif warm_start and not soft:
-        # the sparsest reweighted-L1 iterate: an LP vertex, feasible for the MIP as it is
-        rl = reweighted_l1(problem, model.domain, max_iter=warm_start_iter)
-        start_w = rl.weights
-    timings["warm_start"] = time.perf_counter() - t0
-    start = None
-    warm_nnz = None
-    if start_w is not None:
-        warm_nnz = int(np.count_nonzero(start_w))
-        start = model.start_from_weights(problem, start_w)
-    # ---- the MIP
-    remaining = None
-    if time_limit is not None:
-        remaining = max(1.0, float(time_limit) - (time.perf_counter() - t_start))
-    out = _run_mip(model, solver, start, remaining, mip_gap, threads, verbose, seed)
-    timings["mip"] = out.seconds
-    if out.infeasible:
-        raise InfeasibleError(
-            "no support meets every target band within the weight bounds (the L0 MIP is "
-            "infeasible); widen the tolerance or the bounds.",
-            targets=[],
-        )
-    # ---- map back, re-fit exactly on the support
-    t0 = time.perf_counter()
-    candidates: list[tuple[str, np.ndarray]] = []
-    refit_note = ""
-    if out.has_solution and out.x is not None:
-        w = model.weights_from_solution(out.x)
-        w = np.clip(
-            w, np.minimum(model.domain.hull_lower, 0), np.maximum(model.domain.hull_upper, 0)
-        )
-        if refit and (not soft or _within(problem, w)):
-            fitted, refit_note = refit_support(problem, np.flatnonzero(w), method=refit)
-            if fitted is not None:
-                candidates.append(("mip+refit", fitted))
-        candidates.append(("mip", w))
-    if start_w is not None:
-        candidates.append(("warm start", start_w))
-    timings["refit"] = time.perf_counter() - t0
-    if not candidates:
-        raise SolverError(
-            f"HiGHS found no feasible support within the time limit ({out.status}); raise "
-            f"`time_limit` or widen the tolerance."
-        )
-    label, weights = _pick(problem, candidates, soft, model, lam)
-    if label == "warm start" and refit and not soft:
-        fitted, refit_note = refit_support(problem, np.flatnonzero(weights), method=refit)
-        if fitted is not None and _within(problem, fitted):
-            label, weights = "warm start+refit", fitted
-    nnz = int(np.count_nonzero(weights))
-    ok = _within(problem, weights)
-    proven = out.optimal and label.startswith("mip")
-    if soft:
-        status = STATUS_OPTIMAL if proven else STATUS_STOPPED
-    elif proven and ok:
-        status = STATUS_OPTIMAL
-    else:
-        status = STATUS_WITHIN_TOLERANCE if ok else STATUS_STOPPED
-    gap = out.gap if out.has_solution else np.inf
-    msg_parts = []
-    if proven:
-        msg_parts.append("optimality proven")
-    elif out.has_solution:
-        msg_parts.append(
-            f"optimality not proven ({out.status}): MIP gap {gap:.3g}, bound {out.bound:.6g}"
-        )
-    else:
-        msg_parts.append(f"no MIP incumbent ({out.status}); returning the warm start")
-    if not label.endswith("refit") and refit and not soft:
-        msg_parts.append(f"kept weights from {label}" + (f" ({refit_note})" if refit_note else ""))
-    info = {
-        "proven_optimal": bool(proven),
-        "mip_gap": float(gap),
-        "mip_bound": float(out.bound),
-        "mip_objective": float(out.objective),
-        "mip_status": out.status,
-        "mip_nodes": out.nodes,
-        "mip_seconds": out.seconds,
-        "warm_start_nnz": warm_nnz,
-        "weights_from": label,
-        "model": model.stats,
-        "objective": objective,
-        **out.extra,
-    }
-    if soft:
-        err = _soft_objective(problem, model, weights, lam)
-        info["soft_objective"] = err
-    timings["total"] = time.perf_counter() - t_start
-    return CalibrationResult.from_weights(
-        problem,
-        weights,
-        method="l0-mip",
-        solver="highs" if solver is None or solver.lower() == "highs" else solver,
-        status=status,
-        message="; ".join(msg_parts),
-        iterations=out.nodes,
-        objective=float(nnz) if not soft else info["soft_objective"],
-        timings=timings,
-        info=info,
-    )
+        return start_w
+    if not warm_start or model.objective != "count":
+        return None
+    rl = reweighted_l1(problem, model.domain, max_iter=warm_start_iter)
+    fitted, _ = refit_iterates(problem, rl, refit or "linear", max_tries=2)
+    return fitted
 
 
 def _soft_objective(
     problem: CalibrationProblem, model: L0Model, w: np.ndarray, lam: float
 ) -> float:
-    omega = model.omega
     est = problem.X @ w
     dist = np.maximum(est - model.domain.band_upper, 0) + np.maximum(
         model.domain.band_lower - est, 0
     )
-    return float(np.dot(omega, dist) + lam * np.count_nonzero(w))
+    return float(np.dot(model.omega, dist) + lam * np.count_nonzero(w))
 
 
-def _pick(
-    problem: CalibrationProblem,
-    candidates: list[tuple[str, np.ndarray]],
-    soft: bool,
-    model: L0Model,
-    lam: float,
-) -> tuple[str, np.ndarray]:
-    """The best candidate: for the count objective the fewest non-zeros among those within
-    tolerance (first listed wins ties); for error+count the lowest objective."""
+def _candidates(problem, model, out, start_w, refit, soft) -> tuple[list, str]:
+    """Weights to choose from: the MIP's (re-fitted and as is) and the warm start."""
+    candidates: list[tuple[str, np.ndarray]] = []
+    note = ""
+    if out.has_solution and out.x is not None:
+        w = model.weights_from_solution(out.x)
+        w = np.clip(
+            w, np.minimum(model.domain.hull_lower, 0), np.maximum(model.domain.hull_upper, 0)
+        )
+        if refit and (not soft or check_weights(problem, w, sparse=True).targets_ok):
+            fitted, note = refit_support(problem, np.flatnonzero(w), method=refit)
+            if fitted is not None:
+                candidates.append(("mip+refit", fitted))
+        candidates.append(("mip", w))
+    if start_w is not None:
+        candidates.append(("warm start", start_w))
+    return candidates, note
+
+
+def _pick(problem, candidates, soft, model, lam) -> tuple[str, np.ndarray]:
+    """For the count objective, the fewest non-zeros among the *valid* candidates (every band
+    and bound held; the first listed wins ties); when none is valid, the one closest to valid.
+    For error+count, the lowest objective among those within their bounds."""
+    checks = [check_weights(problem, w, sparse=True) for _, w in candidates]
     if soft:
-        return min(candidates, key=lambda c: _soft_objective(problem, model, c[1], lam))
-    ok = [c for c in candidates if _within(problem, c[1])]
-    pool = ok or candidates
-    return min(pool, key=lambda c: np.count_nonzero(c[1]))
+        pool = [c for c, f in zip(candidates, checks) if f.bounds_ok] or candidates
+        return min(pool, key=lambda c: _soft_objective(problem, model, c[1], lam))
+    valid = [c for c, f in zip(candidates, checks) if f.ok]
+    if valid:
+        return min(valid, key=lambda c: np.count_nonzero(c[1]))
+    order = sorted(
+        range(len(candidates)),
+        key=lambda k: (not checks[k].bounds_ok, float(np.abs(checks[k].rel_errors).max())),
+    )
+    return candidates[order[0]]
 
 
-def _check_options(
-    time_limit: float | None, mip_gap: float, warm_start_iter: int, refit: str | None
-) -> None:
-    if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
-        raise InvalidProblemError(
-            f"`time_limit` must be a positive number of seconds or None, got {time_limit!r}."
+def _message(out, label, proven, refit, soft, refit_note) -> str:
+    parts = []
+    if proven:
+        parts.append("optimality proven")
+    elif out.has_solution:
+        parts.append(
+            f"optimality not proven ({out.status}): MIP gap {out.gap:.3g}, bound {out.bound:.6g}"
         )
-    if not (np.isfinite(mip_gap) and mip_gap >= 0):
-        raise InvalidProblemError(f"`mip_gap` must be >= 0, got {mip_gap!r}.")
-    if int(warm_start_iter) != warm_start_iter or warm_start_iter < 1:
-        raise InvalidProblemError(
-            f"`warm_start_iter` must be a positive integer, got {warm_start_iter!r}."
-        )
-    if refit is not None and not isinstance(refit, str):
-        raise InvalidProblemError(
-            f"`refit` must be a method name such as 'linear', or None; got {refit!r}."
-        )
+    else:
+        parts.append(f"no MIP incumbent ({out.status}); returning the warm start")
+    if not label.endswith("refit") and refit and not soft:
+        parts.append(f"kept weights from {label}" + (f" ({refit_note})" if refit_note else ""))
+    return "; ".join(parts)
 
 
 @register_method(
@@ -347,18 +189,22 @@ def _check_options(
     build=build,
     solvers=("highs", "cvxpy"),
     catalogue="l0-mip.md",
-    summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS); blocks",
+    summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS)",
     guarantee="optimal",
+    iterations="branch-and-bound nodes (None when a cvxpy solver does not report them)",
+    objective="the number of non-zero weights (count) or the L1 error + lam * non-zeros",
+    sparse=True,
 )
 def solve(
     problem: CalibrationProblem,
     *,
     solver: str | None = None,
     time_limit: float | None = 60.0,
+    node_limit: int | None = None,
     mip_gap: float = 0.0,
     objective: str = "count",
     lam: float = 1e-3,
-    eps: float = 1.0,
+    eps: float = DEFAULT_EPS,
     group_normalise: bool = True,
     big_m: str = "tight",
     aggregate: bool = True,
@@ -369,10 +215,6 @@ def solve(
     threads: int | None = None,
     seed: int | None = None,
     verbose: bool = False,
-    blocks: Any = None,
-    executor: Any = None,
-    share_method: str = "reweighted-l1",
-    progress: bool | None = None,
 ) -> CalibrationResult:
     """Exact L0 calibration: the fewest non-zero weights meeting every target band.
 
@@ -385,13 +227,18 @@ def solve(
         None or ``"highs"``: HiGHS through highspy, the model passed as sparse arrays
         (fastest); ``"cvxpy:HIGHS"`` or another cvxpy MIP solver name: the same model via cvxpy.
     time_limit
-        Seconds per MIP (per block with ``blocks``); None for no limit. On the limit the best
-        support found is returned with its MIP gap (``result.info["mip_gap"]``).
+        Seconds for the whole call (per block with ``calibrate(..., blocks=)``); None for no
+        limit. On the limit the best valid support found is returned with its MIP gap
+        (``result.info["mip_gap"]``). A run stopped by time depends on the machine's speed.
+    node_limit
+        Most branch-and-bound nodes (HiGHS ``mip_max_nodes``): a deterministic work limit.
+        With ``threads=1``, a fixed ``seed`` and no ``time_limit`` the same call gives the
+        same weights on every run.
     mip_gap
         Relative gap at which to stop (0: prove optimality).
     objective
         ``"count"`` or ``"error+count"`` (minimise the group-normalised L1 relative error
-        outside the bands plus ``lam`` per non-zero).
+        outside the bands plus ``lam`` per non-zero; a ``"trade_off"`` when it misses).
     lam, eps, group_normalise
         Parameters of ``"error+count"``.
     big_m, aggregate, cuts
@@ -403,29 +250,31 @@ def solve(
     warm_start_iter
         Reweighted-L1 iterations of the warm start.
     refit
-        Re-fit the kept weights with this core method (``"linear"``: closest to the design
-        weights in chi-square with every band met), or None to keep the MIP's weights.
+        Re-fit the kept weights with this distance method (``"linear"``: closest to the
+        design weights in chi-square with every band met), or None to keep the MIP's weights.
     threads, seed, verbose
-        HiGHS threads, random seed (MIP search paths, hence times, vary with it; the optimum
-        does not) and log output.
-    blocks
-        A label per record (array of length ``n_units``): solve block by block, see
-        :func:`calibopt.blocks.solve_blocks`.
-    executor
-        Where blocks run: None (in process), ``"process"`` / an int (process pool), a
-        ``dask.distributed.Client``; see :func:`calibopt.parallel.resolve_executor`.
-    share_method
-        The continuous solve of the whole problem that divides spanning targets into block
-        shares: ``"reweighted-l1"`` (default; LPs whose sparse solution, restricted to a block,
-        is already a small support for that block's shares) or a core method such as
-        ``"linear"`` (chi-square: smooth shares by design weight).
-    progress
-        Progress bar over blocks (None: when stderr is a terminal).
+        HiGHS threads, random seed and log output. The seed changes the search path; with
+        a time limit the nodes explored depend on wall time, so a run stopped by its time
+        limit may give different weights run to run even with ``threads=1``: use
+        ``node_limit`` for reproducible stops.
     """
-    opts = dict(
-        solver=solver,
-        time_limit=time_limit,
-        mip_gap=mip_gap,
+    t_start = time.perf_counter()
+    if time_limit is not None:
+        time_limit = number("time_limit", time_limit, low=0.0, strict=True)
+    if node_limit is not None:
+        node_limit = integer("node_limit", node_limit, low=0)
+    mip_gap = number("mip_gap", mip_gap, low=0.0)
+    warm_start_iter = integer("warm_start_iter", warm_start_iter, low=1)
+    refit = optional_text("refit", refit)
+    if threads is not None:
+        threads = integer("threads", threads, low=1)
+    if seed is not None:
+        seed = integer("seed", seed, low=0)
+    soft = objective == "error+count"
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model = build_l0_model(
+        problem,
         objective=objective,
         lam=lam,
         eps=eps,
@@ -433,27 +282,67 @@ def solve(
         big_m=big_m,
         aggregate=aggregate,
         cuts=cuts,
-        warm_start=warm_start,
-        warm_start_iter=warm_start_iter,
-        refit=refit,
-        threads=threads,
-        seed=seed,
-        verbose=verbose,
+        domain=None if soft else sparse_domain(problem),
     )
-    if blocks is None:
-        if executor is not None:
-            raise InvalidProblemError("`executor` needs `blocks` (a block label per record).")
-        return solve_l0(problem, **opts)
-    from ..blocks import solve_blocks
-
-    if isinstance(warm_start, np.ndarray):
-        raise InvalidProblemError("an array `warm_start` cannot be combined with `blocks`.")
-    return solve_blocks(
+    timings["build"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    start_w = _warm_start(problem, model, warm_start, warm_start_iter, refit)
+    timings["warm_start"] = time.perf_counter() - t0
+    start = None if start_w is None else model.start_from_weights(problem, start_w)
+    remaining = None
+    if time_limit is not None:
+        remaining = max(1.0, time_limit - (time.perf_counter() - t_start))
+    if solver is None or solver.lower() == "highs":
+        opts = _highs_options(model, mip_gap, remaining, node_limit, threads, seed, verbose)
+        out = solve_highs(highs_model(model.lp, options=opts), start=start)
+    else:
+        out = _run_cvxpy(model, solver, start, remaining, verbose)
+    timings["mip"] = out.seconds
+    if out.infeasible:
+        raise InfeasibleError(
+            "no support meets every target band within the weight bounds (the L0 MIP is "
+            "infeasible); widen the tolerance or the bounds.",
+            targets=[],
+        )
+    t0 = time.perf_counter()
+    candidates, refit_note = _candidates(problem, model, out, start_w, refit, soft)
+    timings["refit"] = time.perf_counter() - t0
+    if not candidates:
+        raise SolverError(
+            f"HiGHS found no feasible support within the limits ({out.status}); raise "
+            f"`time_limit` or widen the tolerance."
+        )
+    label, weights = _pick(problem, candidates, soft, model, lam)
+    proven = out.optimal and label.startswith("mip")
+    info = {
+        "proven_optimal": bool(proven),
+        "mip_gap": float(out.gap if out.has_solution else np.inf),
+        "mip_bound": float(out.bound),
+        "mip_objective": float(out.objective),
+        "mip_status": out.status,
+        "mip_nodes": None if out.nodes < 0 else out.nodes,
+        "mip_seconds": out.seconds,
+        "warm_start_nnz": None if start_w is None else int(np.count_nonzero(start_w)),
+        "weights_from": label,
+        "model": model.stats,
+        "objective": objective,
+        **out.extra,
+    }
+    objective_value = float(np.count_nonzero(weights))
+    if soft:
+        objective_value = info["soft_objective"] = _soft_objective(problem, model, weights, lam)
+    timings["total"] = time.perf_counter() - t_start
+    return CalibrationResult.from_weights(
         problem,
-        blocks,
+        weights,
         method="l0-mip",
-        options=opts,
-        executor=executor,
-        share_method=share_method,
-        progress=progress,
+        solver="highs" if solver is None or solver.lower() == "highs" else solver,
+        proven_optimal=proven,
+        soft=soft,
+        sparse=True,
+        message=_message(out, label, proven, refit, soft, refit_note),
+        iterations=None if out.nodes < 0 else out.nodes,
+        objective=objective_value,
+        timings=timings,
+        info=info,
     )

@@ -1,22 +1,31 @@
 """The registry of calibration methods by name.
 
 A method is registered once with :func:`register_method`; :func:`calibopt.calibrate` looks it
-up by name or alias. Each method has a catalogue page ``formulations/<page>.md`` at the
-repository top with its exact program; a test keeps the catalogue and this registry in step.
+up by name or alias, and methods that build on others (the sparse methods' re-fit, the block
+decomposition) call them through :func:`run_method`, never through the public ``calibrate``.
+Each method has a catalogue page ``formulations/<page>.md`` at the repository top with its
+exact program; a test keeps the catalogue and this registry in step.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from ..errors import InvalidProblemError
+from ..problem import CalibrationProblem
 
-__all__ = ["Method", "get_method", "method_table", "methods", "register_method"]
+__all__ = [
+    "Method",
+    "get_method",
+    "method_table",
+    "methods",
+    "register_method",
+    "run_method",
+]
 
 
 @dataclass(frozen=True)
@@ -34,14 +43,21 @@ class Method:
     build : callable or None
         ``build(problem, **options) -> cvxpy.Problem`` for methods that have a cvxpy model.
     solvers : tuple of str
-        Solvers the method accepts (``"newton"``, ``"CLARABEL"``, ...; ``"cvxpy"`` means any
-        installed cvxpy solver whose cone fits).
+        Solvers the method accepts (``"newton"``, ``"CLARABEL"``, ...).
     catalogue : str
         File name of the method's page in the ``formulations/`` catalogue.
     summary : str
         One line describing the program.
     guarantee : str
         ``"exact"``, ``"optimal"`` or ``"approximate"``.
+    iterations : str
+        What ``result.iterations`` counts for this method.
+    objective : str
+        What ``result.objective`` is for this method.
+    sparse : bool
+        The method drops units (weight exactly 0) and its bounds apply to the kept units.
+    options : tuple of str
+        Keyword options of ``solve`` (read from its signature).
     """
 
     name: str
@@ -52,6 +68,9 @@ class Method:
     catalogue: str
     summary: str
     guarantee: str
+    iterations: str
+    objective: str
+    sparse: bool = False
     options: tuple[str, ...] = field(default=())
 
 
@@ -72,6 +91,9 @@ def register_method(
     catalogue: str,
     summary: str,
     guarantee: str,
+    iterations: str,
+    objective: str,
+    sparse: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``solve`` as method ``name``.
 
@@ -95,6 +117,9 @@ def register_method(
             catalogue=catalogue,
             summary=summary,
             guarantee=guarantee,
+            iterations=iterations,
+            objective=objective,
+            sparse=sparse,
             options=opts,
         )
         for a in (key, *aliases):
@@ -107,7 +132,10 @@ def register_method(
 def get_method(name: str) -> Method:
     """The registered method called ``name`` (or one of its aliases)."""
     if not isinstance(name, str):
-        raise InvalidProblemError(f"`method` must be a string, got {type(name).__name__}.")
+        raise InvalidProblemError(
+            f"`method` must be a method name (see calibopt.methods()) or a calibopt.Distance, "
+            f"got {type(name).__name__}."
+        )
     key = _ALIASES.get(_normalise(name))
     if key is None:
         raise InvalidProblemError(
@@ -116,13 +144,47 @@ def get_method(name: str) -> Method:
     return _REGISTRY[key]
 
 
+def run_method(
+    problem: CalibrationProblem, method: str, solver: str | None = None, **options: Any
+) -> Any:
+    """Run a registered method: check its options, solve, time it.
+
+    The one way methods are run, by :func:`calibopt.calibrate` and by methods and
+    decompositions that build on other methods.
+    """
+    if not isinstance(problem, CalibrationProblem):
+        raise InvalidProblemError(
+            f"`problem` must be a calibopt.CalibrationProblem, got {type(problem).__name__}; "
+            f"build one with CalibrationProblem(X, targets, ...) or problem_from_margins(...)."
+        )
+    if solver is not None and not isinstance(solver, str):
+        raise InvalidProblemError(
+            f"`solver` must be a solver name such as 'newton' or 'CLARABEL', or None; "
+            f"got {solver!r}."
+        )
+    spec = get_method(method)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise InvalidProblemError(
+            f"method {spec.name!r} got unknown option(s) {unknown}; its options are: "
+            f"{', '.join(o for o in spec.options if o != 'solver') or 'none'}."
+        )
+    t0 = time.perf_counter()
+    result = spec.solve(problem, solver=solver, **options)
+    result.wall_time = time.perf_counter() - t0
+    return result
+
+
 def methods() -> list[str]:
     """Canonical names of the registered methods."""
     return sorted(_REGISTRY)
 
 
-def method_table() -> pd.DataFrame:
-    """The registry as a table: name, aliases, solvers, guarantee, summary, catalogue page."""
+def method_table() -> Any:
+    """The registry as a table: name, aliases, solvers, guarantee, summary, iterations,
+    objective, catalogue page."""
+    import pandas as pd
+
     rows = [
         {
             "method": m.name,
@@ -130,6 +192,9 @@ def method_table() -> pd.DataFrame:
             "solvers": ", ".join(m.solvers),
             "guarantee": m.guarantee,
             "summary": m.summary,
+            "iterations": m.iterations,
+            "objective": m.objective,
+            "sparse": m.sparse,
             "catalogue": f"formulations/{m.catalogue}",
         }
         for m in (_REGISTRY[k] for k in sorted(_REGISTRY))

@@ -1,9 +1,12 @@
 """``reweighted-l1``: Candes-Wakin-Boyd reweighted-L1 LPs, then an exact re-fit on the support.
 
-The iterations are in :mod:`calibopt.sparse.reweighted`; the first LP is the LP relaxation of
-the big-M L0 model (costs ``1 / M_i``), later ones reweight by ``1 / (|w_i| + eps M_i)``. The
-sparsest iterate's support is then re-fitted with a core method (``refit="linear"``: the
-chi-square-closest weights to the design weights that meet every band within the bounds).
+The iterations are :func:`calibopt.solvers.reweighted_l1.reweighted_l1`; the first LP is the
+LP relaxation of the big-M L0 model (costs ``1 / M_i``), later ones reweight by
+``1 / (|w_i| + eps M_i)``. An LP iterate lies in the convex hull of the sparse domain, so a kept
+weight may sit below its lower bound; the re-fit (``refit="linear"``: the chi-square-closest
+weights to the design weights that meet every band within the bounds) makes it valid. The
+supports are tried from the sparsest iterate to the densest; when none can be re-fitted, the
+sparsest iterate is projected onto the bounds and the status says what it misses.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
-from ..result import STATUS_STOPPED, STATUS_WITHIN_TOLERANCE, CalibrationResult, target_diagnostics
-from ..sparse.cvx import cvxpy_from_arrays
-from ..sparse.domain import sparse_domain
-from ..sparse.refit import refit_support
-from ..sparse.reweighted import column_scale, reweighted_l1
+from ..result import CalibrationResult
+from ..solvers.cvx import cvxpy_model
+from ..solvers.domain import project_semicontinuous, sparse_domain
+from ..solvers.reweighted_l1 import BandLP, column_scale, reweighted_l1
+from ..validate import number, optional_text
 from .registry import register_method
+from .support import refit_iterates
 
 __all__ = ["build", "solve"]
 
@@ -34,16 +37,10 @@ def build(problem: CalibrationProblem, **options: Any) -> Any:
     their band's magnitude; records that may be negative are split as ``w = p - q`` (columns
     ``n + k`` hold ``q``).
     """
-    from ..sparse.reweighted import _BandLP
-
     domain = sparse_domain(problem)
-    lp = _BandLP(problem, domain, solver="CLARABEL")
-    v = 1.0 / column_scale(problem, domain)
-    cost = np.concatenate([v, v[lp.neg]]) * lp.cscale
-    prob, _, _, _ = cvxpy_from_arrays(
-        cost, lp.col_lo, lp.col_hi, lp.A, lp.row_lo, lp.row_hi, parametric_cost=True
-    )
-    return prob
+    lp = BandLP(problem, domain, solver="CLARABEL")
+    cost = lp.costs(1.0 / column_scale(problem, domain))
+    return cvxpy_model(lp.lp.with_cost(cost), parametric_cost=True)[0]
 
 
 @register_method(
@@ -54,6 +51,9 @@ def build(problem: CalibrationProblem, **options: Any) -> Any:
     catalogue="reweighted-l1.md",
     summary="Candes-Wakin-Boyd reweighted-L1 LPs over the bands; exact re-fit on the support",
     guarantee="approximate",
+    iterations="weighted-L1 LPs solved",
+    objective="the number of non-zero weights",
+    sparse=True,
 )
 def solve(
     problem: CalibrationProblem,
@@ -82,16 +82,16 @@ def solve(
         A weight below ``threshold * M_i`` counts as zero (default 1e-9 with HiGHS's simplex,
         1e-6 with cvxpy's interior-point solvers).
     refit
-        Core method for the exact re-fit on the support (None: keep the LP weights).
+        Distance method for the exact re-fit on the support (None: keep the LP weights,
+        projected onto the bounds).
     progress
         Progress bar over the LPs (None: when stderr is a terminal); Ctrl-C keeps the best.
     """
     t0 = time.perf_counter()
-    if refit is not None and not isinstance(refit, str):
-        raise InvalidProblemError(f"`refit` must be a method name or None, got {refit!r}.")
-    lp_solver = None if solver is None or str(solver).lower() == "highs" else str(solver)
-    if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
-        raise InvalidProblemError(f"`threshold` must be >= 0, got {threshold!r}.")
+    refit = optional_text("refit", refit)
+    lp_solver = None if solver is None or solver.lower() == "highs" else solver
+    if threshold is not None:
+        threshold = number("threshold", threshold, low=0.0)
     domain = sparse_domain(problem)
     bar = None
     if progress is None:
@@ -120,32 +120,31 @@ def solve(
         if bar is not None:
             bar.close()
     timings = {"lps": rl.lp_seconds}
-    weights = rl.weights
-    note = ""
     t1 = time.perf_counter()
-    if refit:
-        fitted, note = refit_support(problem, np.flatnonzero(weights), method=refit)
-        if fitted is not None:
-            weights = fitted
+    weights, note = (None, "") if refit is None else refit_iterates(problem, rl, refit)
+    refitted = weights is not None
+    if not refitted:
+        # keep the sparsest LP iterate, projected onto the kept-record bounds
+        weights = project_semicontinuous(rl.weights, domain.lower, domain.upper)
+        if refit is not None:
+            note = f"no support could be re-fitted ({note}); kept the LP weights"
     timings["refit"] = time.perf_counter() - t1
-    ok = bool(target_diagnostics(problem, weights)["within_tolerance"].all())
-    msg = f"{rl.iterations} weighted-L1 LP(s), {rl.stopped}; support sizes {rl.support_sizes}" + (
-        f"; {note}, kept the LP weights" if note else ""
-    )
+    msg = f"{rl.iterations} weighted-L1 LP(s), {rl.stopped}; support sizes {rl.support_sizes}"
     timings["total"] = time.perf_counter() - t0
     return CalibrationResult.from_weights(
         problem,
         weights,
         method="reweighted-l1",
         solver="highs" if lp_solver is None else lp_solver,
-        status=STATUS_WITHIN_TOLERANCE if ok and rl.stopped != "interrupted" else STATUS_STOPPED,
-        message=msg,
+        proven_optimal=False,
+        sparse=True,
+        message=msg + (f"; {note}" if note else ""),
         iterations=rl.iterations,
         objective=float(np.count_nonzero(weights)),
         timings=timings,
         info={
             "support_sizes": rl.support_sizes,
             "history": rl.history,
-            "refit": refit if not note else None,
+            "refit": refit if refitted else None,
         },
     )

@@ -25,8 +25,11 @@ interior-point solver.
 
 The system is dense ``p x p`` (numba Gram kernel; Cholesky, pseudo-inverse when singular, or
 sparse LU when the matrix is large and sparse, as in local-area problems) for up to
-``dense_limit`` targets, and matrix-free conjugate gradients beyond. Convergence is R's rule:
-``max_j |r_j| / (1 + |T_j|) < epsilon``. The solver can work on a subset of the rows of X (the
+``dense_limit`` targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
+scale-invariant: ``max_j |r_j| / s_j < epsilon`` with ``s_j = |T_j|`` (R divides by
+``1 + |T_j|``, the same for totals well above 1) or, for a zero total, the row's gross activity
+``sum_i |X_ji| d_i``. A distance without ``G`` globalises on the residual norm instead of the
+dual. The solver can work on a subset of the rows of X (the
 others get ``lambda_j = 0``), which the removal of redundant targets uses without copying the
 matrix. Work vectors are allocated once and reused.
 """
@@ -43,7 +46,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .distances import Distance
-from .kernels import matvec, rmatvec, weighted_gram, weighted_row_sq
+from .kernels import matvec, rmatvec, weighted_gram, weighted_row_abs, weighted_row_sq
 
 __all__ = [
     "DENSE_LIMIT",
@@ -221,6 +224,8 @@ class DualNewton:
         self._w = np.empty(n)
         self._v = np.empty(n)
         self._ref: np.ndarray | None = None
+        self._gross: np.ndarray | None = None
+        self._solvers: list[str] = []
         self._mu = 0.0
 
     # ------------------------------------------------------------------ pieces
@@ -335,6 +340,91 @@ class DualNewton:
         return solve
 
     # ------------------------------------------------------------------ driver
+    def row_scale(self, T: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Scale of each row's residual: ``|T_j|``, or the row's gross activity at the initial
+        weights (``sum_i |X_ji| d_i``) where ``T_j = 0``; scale-invariant, unlike R's
+        ``1 + |T_j|`` (the same for totals well above 1)."""
+        scale = np.abs(T).astype(np.float64)
+        zero = scale == 0
+        if zero.any():
+            if self._gross is None:
+                self._gross = weighted_row_abs(self.Xc, self.d)
+            scale[zero] = self._gross[rows[zero]]
+        return np.where(scale > 0, scale, 1.0)
+
+    def _residual(self, T, rows, lam, g, slacks) -> np.ndarray:
+        np.multiply(self.d, g, out=self._w)
+        r = T - matvec(self.Xc, self._w)[rows]
+        if slacks is not None:
+            r += slacks.e(lam)
+        return r
+
+    def _merit(self, lam_r, T, rows, u, g, slacks, scale) -> float:
+        """The dual objective, or ``-|r / scale|^2 / 2`` for distances without ``G``."""
+        if self.dist.has_objective:
+            return self._dual(lam_r, T, u, g, slacks)
+        r = self._residual(T, rows, lam_r, g, slacks) / scale
+        return -0.5 * float(r @ r)
+
+    def _line_search(self, solve, r, lam, lam_full, phi, T, rows, slacks, scale, crit):
+        """Globalised step from ``lam``: ``(accepted, lam_try, phi_try)``.
+
+        A step is taken when it increases the merit (Armijo) or, when the change is within its
+        float rounding (near the optimum), when it lowers the residual; first the full Newton
+        step, then halvings, then a growing Levenberg-Marquardt term ``mu`` (the step turns
+        towards the scaled gradient).
+        """
+        u2, g2 = self._u2, self._g2
+        noise = 1e-13 * (abs(phi) + self.dsum)
+        mu = self._mu
+        accepted = False
+        lam_try, phi_try = lam, phi
+        armijo = self.dist.has_objective
+        for attempt in range(LM_ATTEMPTS):
+            delta, how = solve(r, mu)
+            if how not in self._solvers:
+                self._solvers.append(how)
+            slope = float(r @ delta)
+            if np.isfinite(slope) and slope > 0:
+                step = 1.0
+                for _ in range(HALVINGS if attempt < LM_ATTEMPTS - 1 else 60):
+                    lam_try = lam + step * delta
+                    lam_full[rows] = lam_try
+                    self._weights_at(lam_full, u2, g2)
+                    phi_try = self._merit(lam_try, T, rows, u2, g2, slacks, scale)
+                    gain = 1e-4 * step * slope if armijo else 0.0
+                    if phi_try >= phi + gain and phi_try > phi:
+                        accepted = True
+                    elif phi_try >= phi - noise:
+                        r_try = self._residual(T, rows, lam_try, g2, slacks)
+                        accepted = float(np.max(np.abs(r_try) / scale)) < crit
+                    if accepted:
+                        break
+                    step *= 0.5
+            if accepted:
+                break
+            mu = max(10.0 * mu, LM_START)
+        self._mu = mu / 10.0 if mu > 10.0 * LM_START else 0.0
+        return accepted, lam_try, phi_try
+
+    def _stop(self, history, crit, it, max_iter, epsilon) -> tuple[bool, str] | None:
+        """``(converged, message)`` when a stopping rule holds, else None."""
+        if crit < epsilon:
+            return True, f"converged: max |T - Xw|/scale = {crit:.3g} < {epsilon:g}"
+        if it >= max_iter:
+            return False, (
+                f"stopped at the iteration cap ({max_iter}); max |T - Xw|/scale = {crit:.3g} "
+                f"(wanted < {epsilon:g})"
+            )
+        if len(history) > STALL_WINDOW and min(history[-STALL_WINDOW:]) > 0.5 * min(
+            history[:-STALL_WINDOW]
+        ):
+            return False, (
+                f"stalled: the residual fell less than 2x over the last {STALL_WINDOW} "
+                f"iterations (max |T - Xw|/scale = {crit:.3g}, wanted < {epsilon:g})"
+            )
+        return None
+
     def solve(
         self,
         T: np.ndarray,
@@ -347,7 +437,7 @@ class DualNewton:
         J0: np.ndarray | None = None,
         callback: Callable[[int, float], None] | None = None,
     ) -> NewtonOutcome:
-        """Run Newton until R's criterion ``max |r| / (1 + |T|) < epsilon``.
+        """Run Newton until ``max_j |r_j| / s_j < epsilon`` (``s_j`` from :meth:`row_scale`).
 
         Parameters
         ----------
@@ -376,22 +466,16 @@ class DualNewton:
         if lam0 is not None:
             lam_full[rows] = lam0
         lam = lam_full[rows].copy()
-        scale = 1.0 + np.abs(T)
-        u, g, u2, g2 = self._u, self._g, self._u2, self._g2
-        self._weights_at(lam_full, u, g)
-        phi = self._dual(lam, T, u, g, slacks)
+        scale = self.row_scale(T, rows)
+        self._weights_at(lam_full, self._u, self._g)
+        phi = self._merit(lam, T, rows, self._u, self._g, slacks, scale)
         history: list[float] = []
-        converged = False
-        solvers: list[str] = []
-        message = ""
+        self._solvers = []
         it = 0
         relax = False
         self._mu = 0.0
         while True:
-            np.multiply(self.d, g, out=self._w)
-            r = T - matvec(self.Xc, self._w)[rows]
-            if slacks is not None:
-                r += slacks.e(lam)
+            r = self._residual(T, rows, lam, self._g, slacks)
             crit = float(np.max(np.abs(r) / scale))
             history.append(crit)
             if callback is not None:
@@ -405,92 +489,44 @@ class DualNewton:
                 and not relax
                 and crit > PRECISION_FLOOR
             )
-            if crit < epsilon:
-                converged = True
-                message = f"converged: max |T - Xw|/(1+|T|) = {crit:.3g} < {epsilon:g}"
-                break
-            if it >= max_iter:
-                message = (
-                    f"stopped at the iteration cap ({max_iter}); max |T - Xw|/(1+|T|) = "
-                    f"{crit:.3g} (wanted < {epsilon:g})"
-                )
-                break
-            if len(history) > STALL_WINDOW and min(history[-STALL_WINDOW:]) > 0.5 * min(
-                history[:-STALL_WINDOW]
-            ):
-                message = (
-                    f"stalled: the residual fell less than 2x over the last {STALL_WINDOW} "
-                    f"iterations (max |T - Xw|/(1+|T|) = {crit:.3g}, wanted < {epsilon:g})"
-                )
+            stop = self._stop(history, crit, it, max_iter, epsilon)
+            if stop is not None:
+                converged, message = stop
                 break
             it += 1
             cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
             pdiag = None if slacks is None else slacks.curvature(lam)
-            solve = self._system(rows, u, g, pdiag, cg_tol, J0 if it == 1 else None, crit, relax)
-            # globalisation: a step is taken when it increases phi (Armijo) or, when the change
-            # of phi is within its float rounding (near the optimum), when it lowers the
-            # residual; first the full Newton step, then halvings, then a growing
-            # Levenberg-Marquardt term mu (the step turns towards the scaled gradient)
-            noise = 1e-13 * (abs(phi) + self.dsum)
-            mu = self._mu
-            accepted = False
-            for attempt in range(LM_ATTEMPTS):
-                delta, how = solve(r, mu)
-                if how not in solvers:
-                    solvers.append(how)
-                slope = float(r @ delta)
-                if np.isfinite(slope) and slope > 0:
-                    step = 1.0
-                    for _ in range(HALVINGS if attempt < LM_ATTEMPTS - 1 else 60):
-                        lam_try = lam + step * delta
-                        lam_full[rows] = lam_try
-                        self._weights_at(lam_full, u2, g2)
-                        phi_try = self._dual(lam_try, T, u2, g2, slacks)
-                        if phi_try >= phi + 1e-4 * step * slope and phi_try > phi:
-                            accepted = True
-                        elif phi_try >= phi - noise:
-                            np.multiply(self.d, g2, out=self._w)
-                            r_try = T - matvec(self.Xc, self._w)[rows]
-                            if slacks is not None:
-                                r_try += slacks.e(lam_try)
-                            accepted = float(np.max(np.abs(r_try) / scale)) < crit
-                        if accepted:
-                            break
-                        step *= 0.5
-                if accepted:
-                    break
-                mu = max(10.0 * mu, LM_START)
-            self._mu = mu / 10.0 if mu > 10.0 * LM_START else 0.0
-            if not accepted and crit < PRECISION_FLOOR:
-                lam_full[rows] = lam
-                converged = True
-                message = (
-                    f"converged to floating-point precision: max |T - Xw|/(1+|T|) = {crit:.3g} "
-                    f"(asked < {epsilon:g}; no step improves it further)"
-                )
-                break
+            solve = self._system(
+                rows, self._u, self._g, pdiag, cg_tol, J0 if it == 1 else None, crit, relax
+            )
+            accepted, lam_try, phi_try = self._line_search(
+                solve, r, lam, lam_full, phi, T, rows, slacks, scale, crit
+            )
             if not accepted:
                 lam_full[rows] = lam
+                converged = crit < PRECISION_FLOOR
                 message = (
-                    f"no step increases the dual at iteration {it} (max |T - Xw|/(1+|T|) = "
+                    f"converged to floating-point precision: max |T - Xw|/scale = {crit:.3g} "
+                    f"(asked < {epsilon:g}; no step improves it further)"
+                    if converged
+                    else f"no step increases the dual at iteration {it} (max |T - Xw|/scale = "
                     f"{crit:.3g}); the targets may be unreachable within the distance's domain "
                     f"and bounds"
                 )
                 break
             lam, phi = lam_try, phi_try
-            u, u2 = u2, u
-            g, g2 = g2, g
-        self._u, self._g, self._u2, self._g2 = u, g, u2, g2
-        if "pseudo-inverse" in solvers and converged:
+            self._u, self._u2 = self._u2, self._u
+            self._g, self._g2 = self._g2, self._g
+        if "pseudo-inverse" in self._solvers and converged:
             message += "; the Newton system was singular at some iterate (pseudo-inverse used)"
         return NewtonOutcome(
             lam=lam,
-            g=g.copy(),
+            g=self._g.copy(),
             converged=converged,
             iterations=it,
             max_residual=history[-1],
             message=message,
             history=history,
             seconds=time.perf_counter() - t0,
-            linear_solvers=solvers,
+            linear_solvers=list(self._solvers),
         )

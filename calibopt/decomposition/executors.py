@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import InvalidProblemError
+from ..errors import InvalidProblemError
 
 __all__ = [
     "DaskExecutor",

@@ -1,4 +1,4 @@
-"""A thin layer over HiGHS (highspy): models passed as sparse arrays, outcomes as plain data.
+"""A thin layer over HiGHS (highspy): a :class:`LinearProgram` in, outcomes as plain data.
 
 Building the model from CSC arrays in one ``passModel`` call is what makes the direct route
 faster than going through cvxpy (see ``benchmarks/bench_sparse.py``).
@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import SolverError
+from .linear_program import LinearProgram
 
 __all__ = ["HighsOutcome", "highs_model", "solve_highs"]
 
@@ -27,55 +28,47 @@ def _highspy() -> Any:
     return highspy
 
 
-def highs_model(
-    cost: np.ndarray,
-    col_lower: np.ndarray,
-    col_upper: np.ndarray,
-    A: sp.spmatrix,
-    row_lower: np.ndarray,
-    row_upper: np.ndarray,
-    *,
-    integer: np.ndarray | None = None,
-    options: dict[str, Any] | None = None,
-) -> Any:
-    """A ``highspy.Highs`` holding ``min cost'x : row_lower <= A x <= row_upper, bounds``.
+def highs_model(lp: LinearProgram, *, options: dict[str, Any] | None = None) -> Any:
+    """A ``highspy.Highs`` holding ``lp``, passed as CSC arrays in one ``passModel`` call.
 
     Parameters
     ----------
-    integer
-        Boolean mask of integer columns (None: an LP).
+    lp
+        The program (its ``integer`` mask makes it a MIP).
     options
         HiGHS options (``time_limit``, ``mip_rel_gap``, ``threads``, ...). Output is off
         unless ``output_flag`` is given.
     """
     highspy = _highspy()
-    A = sp.csc_matrix(A, dtype=np.float64)
+    A = sp.csc_matrix(lp.A, dtype=np.float64)
     A.sort_indices()
     n = A.shape[1]
     inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
-    lp.num_col_ = n
-    lp.num_row_ = A.shape[0]
-    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
-    lp.col_lower_ = np.where(np.isneginf(col_lower), -inf, col_lower)
-    lp.col_upper_ = np.where(np.isposinf(col_upper), inf, col_upper)
-    lp.row_lower_ = np.where(np.isneginf(row_lower), -inf, row_lower)
-    lp.row_upper_ = np.where(np.isposinf(row_upper), inf, row_upper)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_ = n
-    lp.a_matrix_.num_row_ = A.shape[0]
-    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = A.data
-    if integer is not None and np.any(integer):
+    model = highspy.HighsLp()
+    model.num_col_ = n
+    model.num_row_ = A.shape[0]
+    model.col_cost_ = np.asarray(lp.cost, dtype=np.float64)
+    model.col_lower_ = np.where(np.isneginf(lp.col_lower), -inf, lp.col_lower)
+    model.col_upper_ = np.where(np.isposinf(lp.col_upper), inf, lp.col_upper)
+    model.row_lower_ = np.where(np.isneginf(lp.row_lower), -inf, lp.row_lower)
+    model.row_upper_ = np.where(np.isposinf(lp.row_upper), inf, lp.row_upper)
+    model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    model.a_matrix_.num_col_ = n
+    model.a_matrix_.num_row_ = A.shape[0]
+    model.a_matrix_.start_ = A.indptr.astype(np.int32)
+    model.a_matrix_.index_ = A.indices.astype(np.int32)
+    model.a_matrix_.value_ = A.data
+    if lp.is_mip:
         kint = highspy.HighsVarType.kInteger
         kcont = highspy.HighsVarType.kContinuous
-        lp.integrality_ = [kint if flag else kcont for flag in np.asarray(integer, dtype=bool)]
+        model.integrality_ = [
+            kint if flag else kcont for flag in np.asarray(lp.integer, dtype=bool)
+        ]
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     for key, value in (options or {}).items():
         h.setOptionValue(key, value)
-    status = h.passModel(lp)
+    status = h.passModel(model)
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned an error).")
     return h

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InvalidProblemError
+from ...errors import InvalidProblemError
 
 __all__ = ["FORMAT", "fingerprint", "load_checkpoint", "save_checkpoint"]
 

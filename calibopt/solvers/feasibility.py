@@ -19,7 +19,7 @@ import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from .errors import InfeasibleError
+from ..errors import InfeasibleError
 from .kernels import row_ranges
 
 __all__ = ["check_target_ranges", "lp_certificate", "reduce_redundant_targets"]

@@ -6,12 +6,24 @@ and the dual is the concave function
 
     phi(lambda) = lambda' b - sum_i d_i G*(x_i' lambda),       G*(u) = u F(u) - G(F(u)).
 
-A distance is a small object that knows ``G``, ``F``, ``F'`` and ``G*`` (like R ``survey``'s
-``calfun``); every solver (the dual Newton method and the cvxpy models) uses the same object.
-Bounds ``lo <= g <= hi`` (per unit) are handled exactly: for a separable strictly convex
-``G``, the box-constrained minimiser of ``G(g) - u g`` is ``clip(F(u), lo, hi)``, so a bounded
-distance is the same distance with ``F`` clipped and ``F' = 0`` where the clip binds.
+A distance is a small object that knows ``F``, ``F'`` and (optionally) ``G`` (like R
+``survey``'s ``calfun``); every solver (the dual Newton method and the cvxpy models) uses the
+same object. Bounds ``lo <= g <= hi`` (per unit) are handled exactly: for a separable strictly
+convex ``G``, the box-constrained minimiser of ``G(g) - u g`` is ``clip(F(u), lo, hi)``, so a
+bounded distance is the same distance with ``F`` clipped and ``F' = 0`` where the clip binds.
 The logit distance has its bounds built in (its ``F`` maps onto ``(L, U)``).
+
+Users write their own distance as R's ``calibrate(calfun=)`` allows::
+
+    import numpy as np, calibopt as co
+    hellinger = co.Distance(F=lambda u: 1 / (1 - u / 2) ** 2, dF=lambda u: 1 / (1 - u / 2) ** 3,
+                            name="hellinger", domain_lower=0.0)
+    co.calibrate(problem, method=hellinger)
+
+``F`` must satisfy ``F(0) = 1`` (the design weights are the starting point) and be increasing.
+Give ``G`` too, and Newton's line search uses the dual objective; without it, it uses the
+residual norm. Give ``cvxpy`` (``g -> elementwise G(g)`` as a cvxpy expression) to solve the
+same program with any cvxpy solver.
 """
 
 from __future__ import annotations
@@ -21,18 +33,37 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, log_expit
 
-from .errors import InvalidProblemError
+from ..errors import InvalidProblemError, SolverError
 
-__all__ = ["DISTANCES", "Distance", "Linear", "Logit", "Raking", "get_distance"]
+__all__ = ["DISTANCES", "Distance", "Linear", "Logit", "Raking", "Truncated", "get_distance"]
 
 
 class Distance:
-    """Base class: a calibration distance ``G`` and its dual link ``F = (G')^-1``.
+    """A calibration distance ``G`` and its dual link ``F = (G')^-1``.
 
-    Subclasses implement the unclipped ``_F`` (writing into ``out``), ``_dF``, ``G`` and the
-    cvxpy objective; this class adds the exact box-constrained versions. Functions are
-    vectorised over units; ``lo`` and ``hi`` are arrays of bounds on ``g``, or None for no
-    bound on that side (which skips the clipping work).
+    Built-in distances are subclasses (:class:`Linear`, :class:`Raking`, :class:`Logit`,
+    :class:`Truncated`). A custom distance is an instance made from functions:
+
+    Parameters
+    ----------
+    F
+        ``F(u) -> g``, vectorised, increasing, with ``F(0) = 1``: the inverse of ``G'``.
+    dF
+        ``F'(u)``, vectorised, positive.
+    G
+        Optional ``G(g)``, vectorised, with ``G(1) = 0``: the distance itself. Used by
+        Newton's line search (the dual objective) and to report the objective.
+    cvxpy
+        Optional ``g -> G(g)`` elementwise as a cvxpy expression (DCP convex), so that cvxpy
+        solvers can take the program.
+    name
+        Name shown in results.
+    domain_lower
+        Lower end of ``G``'s domain in ``g`` (e.g. 0 for distances defined for ``g > 0``).
+    open_lower
+        True when ``g`` must stay strictly above ``domain_lower``.
+    needs_bounds
+        True when the distance needs finite bounds on ``g`` (as ``truncated`` does).
     """
 
     name = "distance"
@@ -43,24 +74,96 @@ class Distance:
     quadratic = False
     #: True if G's domain is the bounds themselves (no explicit bound constraints needed)
     intrinsic_bounds = False
+    #: True if the distance needs finite bounds on g
+    needs_bounds = False
+    #: True when G is known (Newton's line search then uses the dual objective)
+    has_objective = True
+
+    def __init__(
+        self,
+        F: Any = None,
+        dF: Any = None,
+        G: Any = None,
+        cvxpy: Any = None,
+        *,
+        name: str = "custom",
+        domain_lower: float = -np.inf,
+        open_lower: bool = False,
+        needs_bounds: bool = False,
+    ) -> None:
+        if type(self) is not Distance:
+            return  # built-in subclasses define their functions as methods
+        for label, fn, required in (("F", F, True), ("dF", dF, True), ("G", G, False)):
+            if (fn is None and required) or (fn is not None and not callable(fn)):
+                raise InvalidProblemError(
+                    f"a custom Distance needs `{label}` as a vectorised function"
+                    + ("" if required else " (or None)")
+                    + f"; got {fn!r}."
+                )
+        if cvxpy is not None and not callable(cvxpy):
+            raise InvalidProblemError(f"`cvxpy` must be a function g -> expression, got {cvxpy!r}.")
+        self._user = {"F": F, "dF": dF, "G": G, "cvxpy": cvxpy}
+        self.name = str(name)
+        self.domain_lower = float(domain_lower)
+        self.open_lower = bool(open_lower)
+        self.needs_bounds = bool(needs_bounds)
+        self.has_objective = G is not None
+        self._check_link()
+
+    def _check_link(self) -> None:
+        """A custom ``F`` must map 0 to 1 and increase, ``F'`` must be positive there."""
+        u = np.array([-1e-3, 0.0, 1e-3])
+        try:
+            g = np.asarray(self._user["F"](u), dtype=np.float64)
+            dg = np.asarray(self._user["dF"](u), dtype=np.float64)
+        except Exception as exc:  # the user's function failed: say so, typed
+            raise InvalidProblemError(
+                f"distance {self.name!r}: calling F or dF on an array failed ({exc}); both must "
+                f"be vectorised functions of a numpy array."
+            ) from None
+        if g.shape != u.shape or dg.shape != u.shape:
+            raise InvalidProblemError(
+                f"distance {self.name!r}: F and dF must return one value per element."
+            )
+        if not (abs(g[1] - 1.0) <= 1e-9 and np.all(np.isfinite(dg)) and np.all(dg > 0)):
+            raise InvalidProblemError(
+                f"distance {self.name!r}: F must satisfy F(0) = 1 and F' > 0 (got F(0) = "
+                f"{g[1]:.6g}, F'(0) = {dg[1]:.6g}); write F as the inverse of G' for a G with "
+                f"its minimum G(1) = 0."
+            )
+        if not (g[0] < g[1] < g[2]):
+            raise InvalidProblemError(f"distance {self.name!r}: F must be increasing near 0.")
 
     def check_bounds(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """Raise if the bounds do not suit the distance (the base accepts any box)."""
 
-    # -- to implement -----------------------------------------------------------------
+    # -- to implement (built-ins override; custom distances call the user's functions) ---
     def _F(self, u: np.ndarray, lo: Any, hi: Any, out: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        out[...] = self._user["F"](u)
+        return out
 
     def _dF(self, u: np.ndarray, g: np.ndarray, lo: Any, hi: Any, out: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        out[...] = self._user["dF"](u)
+        return out
 
     def G(self, g: np.ndarray, lo: Any = None, hi: Any = None) -> np.ndarray:
         """The distance ``G(g)`` per unit (``G(1) = 0``, ``G'(1) = 0``)."""
-        raise NotImplementedError
+        fn = getattr(self, "_user", {}).get("G")
+        if fn is None:
+            return np.full(np.shape(g), np.nan)
+        return np.asarray(fn(g), dtype=np.float64)
 
     def cvxpy_objective(self, g: Any, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Any:
         """``sum_i d_i G(g_i)`` as a cvxpy expression of the variable ``g``."""
-        raise NotImplementedError
+        import cvxpy as cp
+
+        fn = getattr(self, "_user", {}).get("cvxpy")
+        if fn is None:
+            raise SolverError(
+                f"distance {self.name!r} has no cvxpy expression: give Distance(..., cvxpy=g -> "
+                f"G(g)) to solve it with cvxpy solvers, or use solver='newton'."
+            )
+        return cp.sum(cp.multiply(d, fn(g)))
 
     # -- shared -----------------------------------------------------------------------
     def F(
@@ -115,6 +218,8 @@ class Distance:
         return float(d @ self.conjugate(u, g, lo, hi))
 
     def __repr__(self) -> str:
+        if type(self) is Distance:
+            return f"Distance(name={self.name!r})"
         return f"{type(self).__name__}()"
 
 
@@ -262,16 +367,28 @@ class Logit(Distance):
         )
 
 
-DISTANCES: dict[str, Distance] = {"linear": Linear(), "raking": Raking(), "logit": Logit()}
+class Truncated(Linear):
+    """Chi-square distance restricted to bounds ``L <= g <= U`` (finite bounds required)."""
+
+    name = "truncated"
+    needs_bounds = True
+
+
+DISTANCES: dict[str, Distance] = {
+    "linear": Linear(),
+    "raking": Raking(),
+    "logit": Logit(),
+    "truncated": Truncated(),
+}
 
 
 def get_distance(name: str | Distance) -> Distance:
-    """The distance object for ``"linear"``, ``"raking"`` or ``"logit"`` (or pass one through)."""
+    """The distance object for a built-in name (or pass a :class:`Distance` through)."""
     if isinstance(name, Distance):
         return name
     try:
         return DISTANCES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise InvalidProblemError(
-            f"unknown distance {name!r}; available: {sorted(DISTANCES)}."
+            f"unknown distance {name!r}; available: {sorted(DISTANCES)} or a calibopt.Distance."
         ) from None

@@ -6,9 +6,8 @@ A dropped record has weight exactly 0; the problem's bounds (absolute and ratio)
 
     w_i = 0   or   l_i <= w_i <= u_i,
 
-whose convex hull is ``[min(l_i, 0), max(u_i, 0)]``. A lower bound of ``-inf`` (the default of
-:class:`~calibopt.CalibrationProblem`) is read as 0: sparse calibration keeps weights
-non-negative unless the user gives a finite negative lower bound.
+whose convex hull is ``[min(l_i, 0), max(u_i, 0)]`` (``l, u`` from
+``problem.weight_bounds()``: non-negative weights by default, as for every method).
 
 :func:`sparse_domain` also tightens the hull by propagating the target bands
 ``lo_j <= X_j w <= hi_j`` (activity-based bound tightening, as MIP presolvers do): a record
@@ -26,14 +25,7 @@ import scipy.sparse as sp
 from ..errors import InfeasibleError
 from ..problem import CalibrationProblem
 
-__all__ = ["SparseDomain", "kept_bounds", "propagate_bounds", "sparse_domain"]
-
-
-def kept_bounds(problem: CalibrationProblem) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds ``(l, u)`` on a kept record's weight: effective bounds with ``-inf -> 0``."""
-    lo, hi = problem.weight_bounds()
-    lo = np.where(np.isneginf(lo), 0.0, lo)
-    return lo, hi
+__all__ = ["SparseDomain", "project_semicontinuous", "propagate_bounds", "sparse_domain"]
 
 
 @dataclass
@@ -212,12 +204,13 @@ def sparse_domain(problem: CalibrationProblem, *, tighten: bool = True) -> Spars
     InfeasibleError
         When a target's band cannot be reached under the bounds.
     """
-    lower, upper = kept_bounds(problem)
+    lower, upper = problem.weight_bounds()
     band_lower, band_upper = problem.target_bands()
     hull_lower = np.minimum(lower, 0.0)
     hull_upper = np.maximum(upper, 0.0)
-    # records outside every row can only add to the count: fix them to 0
-    fixed = np.diff(problem.csc.indptr) == 0
+    # records outside every row can only add to the count, and records whose absolute and
+    # ratio bounds do not intersect can never be kept: fix them to 0
+    fixed = (np.diff(problem.csc.indptr) == 0) | (lower > upper)
     # kept bounds that exclude 0 but whose hull is empty cannot occur (lower <= upper)
     hull_lower[fixed] = 0.0
     hull_upper[fixed] = 0.0
@@ -260,3 +253,11 @@ def sparse_domain(problem: CalibrationProblem, *, tighten: bool = True) -> Spars
         fixed_zero=fixed,
         rounds=rounds,
     )
+
+
+def project_semicontinuous(w: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The nearest weights in ``{0} U [lower, upper]`` per record (0 where the box is empty)."""
+    with np.errstate(invalid="ignore"):
+        inside = np.clip(w, lower, upper)
+    inside = np.where(lower <= upper, inside, 0.0)
+    return np.where(np.abs(inside - w) <= np.abs(w), inside, 0.0)

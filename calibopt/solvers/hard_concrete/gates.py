@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InvalidProblemError
+from ...errors import InvalidProblemError
 
 __all__ = [
     "GateSpec",

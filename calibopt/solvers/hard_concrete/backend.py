@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidProblemError, SolverError
+from ...errors import InvalidProblemError, SolverError
 
 __all__ = ["require_torch", "resolve_device", "resolve_dtype", "to_torch_csr"]
 

@@ -29,10 +29,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InvalidProblemError
-from .problem import CalibrationProblem
+from ..errors import InvalidProblemError
+from ..problem import CalibrationProblem
 
-__all__ = ["DEFAULT_EPS", "TargetLoss", "group_coefficients", "loss_weights", "target_loss"]
+__all__ = [
+    "DEFAULT_EPS",
+    "TargetLoss",
+    "group_coefficients",
+    "loss_roots",
+    "loss_weights",
+    "target_loss",
+]
 
 DEFAULT_EPS = 1.0
 """Default ``eps`` of the relative residual ``(X_j w - b_j) / (|b_j| + eps)``."""
@@ -93,6 +100,21 @@ def loss_weights(
     return c / (np.abs(b) + eps) ** 2
 
 
+def loss_roots(
+    targets: np.ndarray,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    *,
+    eps: float = DEFAULT_EPS,
+    group_normalise: bool = True,
+) -> np.ndarray:
+    """``sqrt(omega_j) = sqrt(c_j) / (|b_j| + eps)``, computed directly (``omega`` itself
+    underflows to 0 for totals beyond ~1e154, its square root does not)."""
+    b = np.asarray(targets, dtype=np.float64).reshape(-1)
+    eps = _check_eps(eps, b)
+    c = group_coefficients(groups, b.size) if group_normalise else np.ones(b.size)
+    return np.sqrt(c) / (np.abs(b) + eps)
+
+
 def _check_eps(eps: float, b: np.ndarray) -> float:
     try:
         eps = float(eps)
@@ -149,6 +171,7 @@ class TargetLoss:
                 f"`targets` has length {self.targets.shape[0]} but X has {self.X.shape[0]} rows."
             )
         self.omega = loss_weights(self.targets, groups, eps=eps, group_normalise=group_normalise)
+        self.root = loss_roots(self.targets, groups, eps=eps, group_normalise=group_normalise)
         self._XT = self.X.T.tocsr()
         self.bands = None
         if bands is not None:
@@ -189,14 +212,13 @@ class TargetLoss:
 
     def value(self, w: np.ndarray) -> float:
         """``L(w)``."""
-        r = self.residuals(w)
-        return float(np.dot(self.omega * r, r))
+        z = self.root * self.residuals(w)
+        return float(np.dot(z, z))
 
     def __call__(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """``(L(w), grad L(w))``."""
-        r = self.residuals(w)
-        wr = self.omega * r
-        return float(np.dot(wr, r)), 2.0 * (self._XT @ wr)
+        z = self.root * self.residuals(w)
+        return float(np.dot(z, z)), 2.0 * (self._XT @ (self.root * z))
 
 
 def target_loss(

@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InfeasibleError, InvalidProblemError, SolverError
+from ..errors import InfeasibleError, SolverError
 from ..problem import CalibrationProblem
-from .cvx import cvxpy_from_arrays
+from ..validate import integer, number
+from .cvx import cvxpy_model
 from .domain import SparseDomain
 from .highs import highs_model, solve_highs
+from .linear_program import LinearProgram
 
-__all__ = ["ReweightedL1", "column_scale", "reweighted_l1"]
+__all__ = ["BandLP", "ReweightedL1", "column_scale", "reweighted_l1"]
 
 
 def column_scale(problem: CalibrationProblem, domain: SparseDomain) -> np.ndarray:
@@ -52,6 +54,8 @@ class ReweightedL1:
     ----------
     weights : ndarray
         The sparsest iterate found (exact zeros off its support).
+    supports : list of ndarray
+        The support (positions of the non-zero weights) of every iterate, in order.
     support_sizes : list of int
         Support size after each LP.
     iterations : int
@@ -61,6 +65,7 @@ class ReweightedL1:
     """
 
     weights: np.ndarray
+    supports: list[np.ndarray]
     support_sizes: list[int]
     iterations: int
     lp_seconds: float
@@ -68,35 +73,46 @@ class ReweightedL1:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _BandLP:
-    """The LP over the sparse hull with changeable costs (HiGHS direct or cvxpy)."""
+class BandLP:
+    """``min sum_i v_i |w_i|`` over the sparse hull and the target bands, with changeable costs.
+
+    Columns are in units of each record's scale (``w = scale * x``, ``x`` mostly in [0, 1]),
+    rows in units of their band, so the LP is well scaled whatever the totals' magnitudes;
+    records that may be negative are split as ``w = p - q``. Solved by HiGHS directly
+    (warm-started re-solves: only the costs change) or by a cvxpy solver.
+    """
 
     def __init__(self, problem: CalibrationProblem, domain: SparseDomain, solver: str | None):
-        # columns in units of each record's scale (w = scale * x, x mostly in [0, 1]) and rows in
-        # units of their band: the LP is then well scaled whatever the totals' magnitudes
         self.scale = column_scale(problem, domain)
         n = problem.n_units
         lo = domain.hull_lower
         hi = domain.hull_upper
         self.n = n
-        self.neg = np.flatnonzero(lo < 0)  # records that may go negative: w = p - q
+        self.neg = np.flatnonzero(lo < 0)
         Xc = problem.csc
         A = sp.hstack([Xc, -Xc[:, self.neg]], format="csc") if self.neg.size else Xc
         self.cscale = np.concatenate([self.scale, self.scale[self.neg]])
-        self.col_lo = np.concatenate([np.maximum(lo, 0.0), np.zeros(self.neg.size)]) / self.cscale
-        self.col_hi = np.concatenate([np.maximum(hi, 0.0), -lo[self.neg]]) / self.cscale
         r = np.maximum(np.abs(domain.band_lower), np.abs(domain.band_upper))
         r = 1.0 / np.where(np.isfinite(r) & (r > 0), r, 1.0)
-        self.row_lo = domain.band_lower * r
-        self.row_hi = domain.band_upper * r
-        self.A = sp.csc_matrix(sp.diags(r) @ A @ sp.diags(self.cscale))
+        self.lp = LinearProgram(
+            cost=self.costs(1.0 / self.scale),
+            col_lower=np.concatenate([np.maximum(lo, 0.0), np.zeros(self.neg.size)]) / self.cscale,
+            col_upper=np.concatenate([np.maximum(hi, 0.0), -lo[self.neg]]) / self.cscale,
+            A=sp.csc_matrix(sp.diags(r) @ A @ sp.diags(self.cscale)),
+            row_lower=domain.band_lower * r,
+            row_upper=domain.band_upper * r,
+        )
         self.solver = solver
         self._h = None
         self._cvx = None
 
+    def costs(self, v: np.ndarray) -> np.ndarray:
+        """Model costs for per-record weights ``v`` of ``|w_i|``."""
+        return np.concatenate([v, v[self.neg]]) * self.cscale
+
     def solve(self, v: np.ndarray) -> tuple[np.ndarray, float]:
         """Minimise ``sum v_i |w_i|`` over the bands; return ``w`` and the seconds taken."""
-        cost = np.concatenate([v, v[self.neg]]) * self.cscale
+        cost = self.costs(v)
         t0 = time.perf_counter()
         if self.solver is None or self.solver.lower() == "highs-direct":
             x = self._solve_highs(cost)
@@ -110,17 +126,9 @@ class _BandLP:
 
     def _solve_highs(self, cost: np.ndarray) -> np.ndarray:
         if self._h is None:
-            self._h = highs_model(
-                cost,
-                self.col_lo,
-                self.col_hi,
-                self.A,
-                self.row_lo,
-                self.row_hi,
-                # the dependent-equation search of presolve costs seconds on exact targets and
-                # buys nothing for re-solves that only change costs
-                options={"presolve": "off"},
-            )
+            # the dependent-equation search of presolve costs seconds on exact targets and
+            # buys nothing for re-solves that only change costs
+            self._h = highs_model(self.lp.with_cost(cost), options={"presolve": "off"})
         else:
             idx = np.arange(cost.size, dtype=np.int32)
             self._h.changeColsCost(cost.size, idx, cost)
@@ -132,21 +140,13 @@ class _BandLP:
             )
         if not out.has_solution:
             raise SolverError(f"HiGHS did not solve the weighted-L1 LP: {out.status}.")
-        return np.clip(out.x, self.col_lo, self.col_hi)
+        return np.clip(out.x, self.lp.col_lower, self.lp.col_upper)
 
     def _solve_cvxpy(self, cost: np.ndarray) -> np.ndarray:
         import cvxpy as cp
 
         if self._cvx is None:
-            self._cvx = cvxpy_from_arrays(
-                cost,
-                self.col_lo,
-                self.col_hi,
-                self.A,
-                self.row_lo,
-                self.row_hi,
-                parametric_cost=True,
-            )
+            self._cvx = cvxpy_model(self.lp, parametric_cost=True)
         prob, x, _, c = self._cvx
         c.value = cost
         try:
@@ -160,7 +160,7 @@ class _BandLP:
             )
         if x.value is None:
             raise SolverError(f"cvxpy solver {self.solver!r} returned no solution ({prob.status}).")
-        return np.clip(np.asarray(x.value), self.col_lo, self.col_hi)
+        return np.clip(np.asarray(x.value), self.lp.col_lower, self.lp.col_upper)
 
 
 def reweighted_l1(
@@ -190,18 +190,17 @@ def reweighted_l1(
     callback
         Called with ``(iteration, support_size)`` after each LP.
     """
-    if not (np.isfinite(eps) and eps > 0):
-        raise InvalidProblemError(f"`eps` must be a positive number, got {eps!r}.")
-    if int(max_iter) != max_iter or max_iter < 1:
-        raise InvalidProblemError(f"`max_iter` must be a positive integer, got {max_iter!r}.")
+    eps = number("eps", eps, low=0.0, strict=True)
+    max_iter = integer("max_iter", max_iter, low=1)
     if threshold is None:
         threshold = 1e-9 if solver is None else 1e-6
-    lp = _BandLP(problem, domain, solver)
+    lp = BandLP(problem, domain, solver)
     scale = lp.scale
     v = 1.0 / scale
     best_w = None
     best_k = None
     sizes: list[int] = []
+    supports: list[np.ndarray] = []
     history = []
     seconds = 0.0
     stopped = "max_iter"
@@ -215,6 +214,7 @@ def reweighted_l1(
             w = np.where(keep, w, 0.0)
             k = int(keep.sum())
             sizes.append(k)
+            supports.append(np.flatnonzero(keep))
             history.append({"iteration": it, "support": k, "seconds": dt})
             if best_k is None or k < best_k:
                 best_w, best_k = w, k
@@ -232,6 +232,7 @@ def reweighted_l1(
     assert best_w is not None
     return ReweightedL1(
         weights=best_w,
+        supports=supports,
         support_sizes=sizes,
         iterations=it,
         lp_seconds=seconds,

@@ -6,6 +6,7 @@
   it builds a sparse result, with index bookkeeping, for what is a small dense matrix.
 * :func:`rmatvec` — ``u = X' lam`` into a preallocated vector (parallel over units).
 * :func:`matvec` — ``X w`` (parallel, private accumulators of length p).
+* :func:`weighted_row_sq`, :func:`weighted_row_abs` — ``sum_i X_ji^2 v_i``, ``sum_i |X_ji| v_i``.
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
 
 Kernels write into buffers the caller owns: on machines where fresh pages are expensive
@@ -20,7 +21,14 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["matvec", "rmatvec", "row_ranges", "weighted_gram", "weighted_row_sq"]
+__all__ = [
+    "matvec",
+    "rmatvec",
+    "row_ranges",
+    "weighted_gram",
+    "weighted_row_abs",
+    "weighted_row_sq",
+]
 
 
 SERIAL_NNZ = 200_000
@@ -149,7 +157,11 @@ def _matvec(indptr, indices, data, w, p, nchunks, power):  # pragma: no cover - 
                 continue
             for a in range(indptr[i], indptr[i + 1]):
                 x = data[a]
-                e[indices[a]] += (x * x if power == 2 else x) * wi
+                if power == 2:
+                    x = x * x
+                elif power == 0:
+                    x = abs(x)
+                e[indices[a]] += x * wi
     out = acc[0].copy()
     for c in range(1, nchunks):
         out += acc[c]
@@ -181,6 +193,11 @@ def matvec(Xc: sp.csc_matrix, w: np.ndarray) -> np.ndarray:
 def weighted_row_sq(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     """``sum_i X_ji^2 v_i`` per row ``j``: the diagonal of ``X diag(v) X'``."""
     return _accumulate(Xc, v, 2)
+
+
+def weighted_row_abs(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
+    """``sum_i |X_ji| v_i`` per row ``j`` (the gross activity for ``v = |w|``)."""
+    return _accumulate(Xc, v, 0)
 
 
 def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cover - compiled

@@ -118,6 +118,121 @@ def _fmt_postfix(ev: dict[str, float], n: int) -> dict[str, str]:
     }
 
 
+class _Trainer:
+    """The state of one training run: parameters, optimiser, random stream, best evaluation."""
+
+    def __init__(self, model: HardConcreteModel, cfg: TrainConfig) -> None:
+        self.model, self.cfg = model, cfg
+        self.device = model.device
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(int(cfg.seed))
+        self.opt = _make_optimizer(model, cfg)
+        self.history: list[dict[str, float]] = []
+        self.notes: list[str] = []
+        self.epoch = 0
+        self.best: dict[str, float] | None = None
+        self.best_params: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.since_improved = 0
+        self.live_window: list[int] = []
+        self.resumed_from: int | None = None
+        self.eval_seconds = 0.0
+
+    def resume(self) -> None:
+        """Continue from the checkpoint (same problem and options, checked by fingerprint)."""
+        cfg, model, device = self.cfg, self.model, self.device
+        ck = load_checkpoint(cfg.checkpoint, cfg.fingerprint)
+        model.load_state(ck["log_w"], ck["log_alpha"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if ck["device_type"] == device.type:
+            self.gen.set_state(ck["generator"])
+        else:
+            self.gen.manual_seed(int(cfg.seed) + int(ck["epoch"]))
+            self.notes.append(
+                f"resumed on {device.type} from a {ck['device_type']} checkpoint: the random "
+                f"stream was reseeded, so the run differs from an uninterrupted one"
+            )
+        self.epoch = self.resumed_from = int(ck["epoch"])
+        self.best = dict(ck["best"])
+        self.best_params = (
+            ck["best_log_w"].to(device, model.dtype),
+            ck["best_log_alpha"].to(device, model.dtype),
+        )
+        self.history = list(ck["history"])
+        self.since_improved = int(ck["since_improved"])
+        self.live_window = list(ck["live_window"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a checkpoint holds."""
+        assert self.best is not None and self.best_params is not None
+        return {
+            "fingerprint": self.cfg.fingerprint,
+            "epoch": self.epoch,
+            "device_type": self.device.type,
+            "log_w": self.model.log_w.detach().cpu(),
+            "log_alpha": self.model.log_alpha.detach().cpu(),
+            "optimizer": self.opt.state_dict(),
+            "generator": self.gen.get_state(),
+            "best": self.best,
+            "best_log_w": self.best_params[0].cpu(),
+            "best_log_alpha": self.best_params[1].cpu(),
+            "history": self.history,
+            "since_improved": self.since_improved,
+            "live_window": self.live_window,
+        }
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the deterministic weights, record them and update the best."""
+        cfg, model = self.cfg, self.model
+        te = time.perf_counter()
+        ev = model.evaluate(cfg.tolerance)
+        ev["epoch"] = self.epoch
+        self.history.append(ev)
+        best = self.best
+        improved = best is None or ev["objective"] < best["objective"]
+        significant = best is None or ev["objective"] < best["objective"] - cfg.min_delta * abs(
+            best["objective"]
+        )
+        if improved:
+            self.best = dict(ev)
+            self.best_params = (model.log_w.detach().clone(), model.log_alpha.detach().clone())
+        self.since_improved = 0 if significant else self.since_improved + 1
+        self.live_window.append(ev["live"])
+        del self.live_window[: -(cfg.patience + 1)]
+        self.eval_seconds += time.perf_counter() - te
+        return ev
+
+    def epoch_step(self) -> None:
+        """One gate sample, one gradient, one Adam step, one projection onto the bounds."""
+        self.model.sample_uniform_(self.gen)
+        self.model.step_gradient()
+        self.opt.step()
+        self.model.project_()
+        self.epoch += 1
+
+    def loop(self, bar: Any, interrupt: _Interrupt) -> tuple[str, str]:
+        """Epochs until a stopping rule; returns ``(stop_reason, message)``."""
+        cfg = self.cfg
+        while self.epoch < cfg.epochs:
+            self.epoch_step()
+            bar.update(1)
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or interrupt.requested:
+                ev = self.evaluate()
+                bar.set_postfix(_fmt_postfix(ev, self.model.n), refresh=False)
+                reason = _stop_check(ev, self.live_window, self.since_improved, cfg)
+                if reason is not None:
+                    return reason
+                if cfg.callback is not None and cfg.callback(dict(ev)):
+                    return "callback", "stopped by the callback"
+            if cfg.checkpoint is not None and self.epoch % cfg.checkpoint_every == 0:
+                save_checkpoint(cfg.checkpoint, self.snapshot())
+            if interrupt.requested:
+                return (
+                    "interrupted",
+                    f"interrupted (Ctrl-C) after epoch {self.epoch}; best result so far",
+                )
+        return "epochs", f"epoch limit ({cfg.epochs}) reached"
+
+
 def train(model: HardConcreteModel, cfg: TrainConfig) -> TrainOutcome:
     """Run Adam on the model's parameters; return the best evaluated parameters.
 
@@ -128,91 +243,16 @@ def train(model: HardConcreteModel, cfg: TrainConfig) -> TrainOutcome:
     cfg
         Loop options.
     """
-    device = model.device
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(cfg.seed))
-    opt = _make_optimizer(model, cfg)
-    history: list[dict[str, float]] = []
-    notes: list[str] = []
-    epoch = 0
-    best: dict[str, float] | None = None
-    best_params: tuple[torch.Tensor, torch.Tensor] | None = None
-    since_improved = 0
-    live_window: list[int] = []
-    resumed_from = None
-
+    tr = _Trainer(model, cfg)
     if cfg.resume and cfg.checkpoint is not None and cfg.checkpoint.exists():
-        ck = load_checkpoint(cfg.checkpoint, cfg.fingerprint)
-        model.load_state(ck["log_w"], ck["log_alpha"])
-        opt.load_state_dict(ck["optimizer"])
-        if ck["device_type"] == device.type:
-            gen.set_state(ck["generator"])
-        else:
-            gen.manual_seed(int(cfg.seed) + int(ck["epoch"]))
-            notes.append(
-                f"resumed on {device.type} from a {ck['device_type']} checkpoint: the random "
-                f"stream was reseeded, so the run differs from an uninterrupted one"
-            )
-        epoch = int(ck["epoch"])
-        resumed_from = epoch
-        best = dict(ck["best"])
-        best_params = (
-            ck["best_log_w"].to(device, model.dtype),
-            ck["best_log_alpha"].to(device, model.dtype),
-        )
-        history = list(ck["history"])
-        since_improved = int(ck["since_improved"])
-        live_window = list(ck["live_window"])
-
-    def snapshot() -> dict[str, Any]:
-        assert best is not None and best_params is not None
-        return {
-            "fingerprint": cfg.fingerprint,
-            "epoch": epoch,
-            "device_type": device.type,
-            "log_w": model.log_w.detach().cpu(),
-            "log_alpha": model.log_alpha.detach().cpu(),
-            "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "best": best,
-            "best_log_w": best_params[0].cpu(),
-            "best_log_alpha": best_params[1].cpu(),
-            "history": history,
-            "since_improved": since_improved,
-            "live_window": live_window,
-        }
-
-    eval_seconds = 0.0
-
-    def evaluate() -> tuple[dict[str, float], bool]:
-        """Evaluate, record, update the best; return the evaluation and whether it improved."""
-        nonlocal best, best_params, since_improved, eval_seconds
-        te = time.perf_counter()
-        ev = model.evaluate(cfg.tolerance)
-        ev["epoch"] = epoch
-        history.append(ev)
-        improved = best is None or ev["objective"] < best["objective"]
-        significant = best is None or ev["objective"] < best["objective"] - cfg.min_delta * abs(
-            best["objective"]
-        )
-        if improved:
-            best = dict(ev)
-            best_params = (model.log_w.detach().clone(), model.log_alpha.detach().clone())
-        since_improved = 0 if significant else since_improved + 1
-        live_window.append(ev["live"])
-        del live_window[: -(cfg.patience + 1)]
-        eval_seconds += time.perf_counter() - te
-        return ev, improved
-
-    if best is None:
-        evaluate()
-    eval_seconds = 0.0
-
-    stop_reason, message = "epochs", f"epoch limit ({cfg.epochs}) reached"
-    first_epoch = epoch
+        tr.resume()
+    if tr.best is None:
+        tr.evaluate()
+    tr.eval_seconds = 0.0
+    first_epoch = tr.epoch
     bar = tqdm(
         total=cfg.epochs,
-        initial=epoch,
+        initial=tr.epoch,
         desc="hard-concrete",
         unit="epoch",
         disable=(not cfg.progress) if cfg.progress is not None else None,
@@ -222,57 +262,35 @@ def train(model: HardConcreteModel, cfg: TrainConfig) -> TrainOutcome:
     consistent = True
     try:
         with _deferred_interrupt() as interrupt:
-            while epoch < cfg.epochs:
-                model.sample_uniform_(gen)
-                model.step_gradient()
-                opt.step()
-                model.project_()
-                epoch += 1
-                bar.update(1)
-                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or interrupt.requested:
-                    ev, _ = evaluate()
-                    bar.set_postfix(_fmt_postfix(ev, model.n), refresh=False)
-                    reason = _stop_check(ev, live_window, since_improved, cfg)
-                    if reason is not None:
-                        stop_reason, message = reason
-                        break
-                    if cfg.callback is not None and cfg.callback(dict(ev)):
-                        stop_reason, message = "callback", "stopped by the callback"
-                        break
-                if cfg.checkpoint is not None and epoch % cfg.checkpoint_every == 0:
-                    save_checkpoint(cfg.checkpoint, snapshot())
-                if interrupt.requested:
-                    stop_reason = "interrupted"
-                    message = f"interrupted (Ctrl-C) after epoch {epoch}; best result so far"
-                    break
+            stop_reason, message = tr.loop(bar, interrupt)
     except KeyboardInterrupt:
         # raised mid-epoch: the current parameters may be half-updated, so the last periodic
         # checkpoint is kept as it is
         consistent = False
         stop_reason = "interrupted"
-        message = f"interrupted during epoch {epoch + 1}; best result so far"
+        message = f"interrupted during epoch {tr.epoch + 1}; best result so far"
     finally:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize(tr.device)
         seconds = time.perf_counter() - t0
         bar.close()
     if cfg.checkpoint is not None and consistent:
-        save_checkpoint(cfg.checkpoint, snapshot())
-    assert best is not None and best_params is not None
-    ran = epoch - first_epoch
+        save_checkpoint(cfg.checkpoint, tr.snapshot())
+    assert tr.best is not None and tr.best_params is not None
+    ran = tr.epoch - first_epoch
     return TrainOutcome(
-        log_w=best_params[0].to("cpu", torch.float64).numpy().copy(),
-        log_alpha=best_params[1].to("cpu", torch.float64).numpy().copy(),
-        best=best,
-        epochs_run=epoch,
+        log_w=tr.best_params[0].to("cpu", torch.float64).numpy().copy(),
+        log_alpha=tr.best_params[1].to("cpu", torch.float64).numpy().copy(),
+        best=tr.best,
+        epochs_run=tr.epoch,
         stop_reason=stop_reason,
         message=message,
-        history=history,
+        history=tr.history,
         seconds_training=seconds,
-        seconds_per_epoch=(seconds - eval_seconds) / ran if ran else math.nan,
-        seconds_evaluating=eval_seconds,
-        resumed_from=resumed_from,
-        notes=notes,
+        seconds_per_epoch=(seconds - tr.eval_seconds) / ran if ran else math.nan,
+        seconds_evaluating=tr.eval_seconds,
+        resumed_from=tr.resumed_from,
+        notes=tr.notes,
     )
 
 

@@ -1,0 +1,5 @@
+"""Decompositions: a problem solved block by block, on in-process, process-pool or dask executors.
+
+Methods are called through the registry (:func:`calibopt.formulations.registry.run_method`),
+never through the public :func:`calibopt.calibrate`.
+"""
