@@ -38,7 +38,7 @@ from _memory import vm
 
 def _baseline(builder, matrix) -> tuple[float, bool]:
     """Per-district blocks (targets x households) + scipy.sparse.hstack; equal to ours?"""
-    from calibopt.matrix.constraints import domain_of
+    from calibopt.targets import domain_of
 
     ev = builder.evaluator
     targets = matrix.targets

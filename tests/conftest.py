@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CALIBOPT_SHARED", REPO.parent / "shared"))
 R_ORACLE = SHARED / "fixtures" / "r_oracle"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_URL = os.environ.get("CALIBOPT_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +40,33 @@ def tiny_matrix(tiny):
     return MatrixBuilder(
         tiny.targets_database(), tiny.dataset, tiny.geographies, rules=tiny.rules
     ).build()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a private schema in PostgreSQL."""
+    import sqlalchemy as sa
+
+    if request.param == "sqlite":
+        eng = sa.create_engine(f"sqlite:///{tmp_path / 'targets.db'}")
+        yield eng
+        eng.dispose()
+        return
+    if not POSTGRES_URL:
+        if IN_CI:
+            pytest.fail(
+                "CALIBOPT_TEST_POSTGRES_URL is not set: the PostgreSQL tests must run in CI"
+            )
+        pytest.skip("CALIBOPT_TEST_POSTGRES_URL is not set")
+    admin = sa.create_engine(POSTGRES_URL)
+    schema = f"calibopt_test_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    eng = sa.create_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import uuid
 
 import numpy as np
 import pandas as pd
@@ -13,40 +12,9 @@ import sqlalchemy as sa
 
 from calibopt.datasets import synthetic_country
 from calibopt.errors import InvalidProblemError
-from calibopt.matrix import MatrixBuilder, TargetFilter, TargetsDatabase, overview_select
-from calibopt.matrix.database import strata, stratum_constraints, targets
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-POSTGRES_URL = os.environ.get("CALIBOPT_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    """A fresh, empty database: a SQLite file, or a private schema in PostgreSQL."""
-    if request.param == "sqlite":
-        eng = sa.create_engine(f"sqlite:///{tmp_path / 'targets.db'}")
-        yield eng
-        eng.dispose()
-        return
-    if not POSTGRES_URL:
-        if IN_CI:
-            pytest.fail(
-                "CALIBOPT_TEST_POSTGRES_URL is not set: the PostgreSQL tests must run in CI"
-            )
-        pytest.skip("CALIBOPT_TEST_POSTGRES_URL is not set")
-    admin = sa.create_engine(POSTGRES_URL)
-    schema = f"calibopt_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    eng = sa.create_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
+from calibopt.matrix import MatrixBuilder
+from calibopt.targets import TargetFilter, TargetsDatabase, overview_select
+from calibopt.targets.schema import strata, stratum_constraints, targets
 
 
 def frame(rows):
@@ -210,14 +178,14 @@ def test_active_reform_and_tolerance(engine):
             "constraints": ["", "", ""],
             "reform_id": [0, 1, 0],
             "active": [True, True, False],
-            "tolerance": [5.0, None, None],
+            "tolerance": [0.05, None, None],
             "source": ["IRS", None, "x"],
         }
     )
     db.add_targets(rows)
     t = db.targets(period=2024)
     assert t["variable"].tolist() == ["a"] and t["value"].tolist() == [1.0]
-    assert t["tolerance"].tolist() == [5.0] and t["source"].tolist() == ["IRS"]
+    assert t["tolerance"].tolist() == [0.05] and t["source"].tolist() == ["IRS"]
     assert db.targets(period=2024, reform_id=1)["value"].tolist() == [2.0]
     assert len(db.targets(period=2024, active_only=False)) == 2
 
@@ -232,7 +200,7 @@ def test_csv_round_trip(engine, tmp_path):
                 "period": [2024],
                 "value": [3.0],
                 "constraints": ["filing_status in joint,single"],
-                "tolerance": [2.5],
+                "tolerance": [0.025],
             }
         )
     )
@@ -414,3 +382,81 @@ def test_synthetic_targets_through_each_backend(engine):
     with engine.connect() as conn:
         n = conn.execute(sa.select(sa.func.count()).select_from(targets)).scalar_one()
     assert n == len(country.targets) == len(m.targets)
+
+
+# ------------------------------------------------------------------ tolerance: one unit
+def test_users_percent_tolerance_reads_as_a_fraction(tmp_path):
+    """The users' schema stores a percentage: their 5 is calibopt's 0.05, in ``targets()``,
+    in the exported CSV and in the problem; the stored value is left as it was."""
+    country = synthetic_country("tiny", seed=4)
+    path = tmp_path / "users.db"
+    conn = users_database(path, country)
+    conn.execute("UPDATE targets SET tolerance = 5 WHERE variable = 'household_count'")
+    conn.commit()
+    conn.close()
+    db = TargetsDatabase(path)
+    t = db.targets(period=2024)
+    hc = t["variable"] == "household_count"
+    n_hc = int((country.targets["variable"] == "household_count").sum())
+    assert hc.sum() == n_hc == 20  # nation, 3 states, 6 districts; all and with SNAP
+    assert t.loc[hc, "tolerance"].tolist() == [0.05] * n_hc
+    assert t.loc[~hc, "tolerance"].isna().all()
+    m = MatrixBuilder(db, country.dataset, country.geographies, rules=country.rules).build()
+    p = m.to_problem(default_tolerance=0.001)
+    in_hc = (m.targets["variable"] == "household_count").to_numpy()
+    assert in_hc.sum() == n_hc
+    assert np.all(p.tolerance[in_hc] == 0.05) and np.all(p.tolerance[~in_hc] == 0.001)
+    lo, hi = p.target_bands()
+    np.testing.assert_allclose(hi[in_hc] - lo[in_hc], 0.1 * p.targets[in_hc], rtol=1e-14)
+    assert db.to_csv(tmp_path / "t.csv") == len(t)
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert "tolerance" not in csv.columns
+    exported = csv.loc[csv["variable"] == "household_count", "tolerance_fraction"]
+    assert exported.tolist() == [0.05] * n_hc
+    db.close()
+    with sqlite3.connect(path) as raw:
+        stored = raw.execute("SELECT DISTINCT tolerance FROM targets ORDER BY 1").fetchall()
+    assert stored == [(None,), (5.0,)]
+
+
+def test_tolerance_is_stored_as_the_users_percentage(engine):
+    db = TargetsDatabase.create(engine)
+    db.add_targets(
+        pd.DataFrame(
+            {
+                "variable": ["a", "b", "c"],
+                "period": [2024] * 3,
+                "value": [1.0, 2.0, 3.0],
+                "constraints": ["", "", ""],
+                "tolerance": [0.05, 0.001, None],
+            }
+        )
+    )
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT variable, tolerance FROM targets ORDER BY 1")).all()
+        view = conn.execute(
+            sa.text("SELECT tolerance FROM target_overview WHERE variable = 'a'")
+        ).scalar_one()
+    assert [tuple(r) for r in stored] == [("a", 5.0), ("b", 0.1), ("c", None)]
+    assert view == 5.0  # the users' view shows their unit
+    back = db.targets().set_index("variable")["tolerance"]
+    assert back["a"] == 0.05 and back["b"] == 0.001 and np.isnan(back["c"])
+
+
+def test_tolerances_are_fractions_on_the_way_in(tmp_path):
+    db = TargetsDatabase.create("sqlite://")
+    rows = pd.DataFrame(
+        {"variable": ["a"], "period": [2024], "value": [1.0], "constraints": [""], "tolerance": [5]}
+    )
+    with pytest.raises(InvalidProblemError, match=r"row 0 \(a\): tolerance 5 .*divide it by 100"):
+        db.add_targets(rows)
+    with pytest.raises(InvalidProblemError, match="not a fraction in"):
+        db.add_targets(rows.assign(tolerance=-0.01))
+    csv = tmp_path / "t.csv"
+    for header in ("tolerance", "tolerance_percent"):
+        csv.write_text(f"variable,period,value,constraints,{header}\nsnap,2024,1,,5\n")
+        with pytest.raises(InvalidProblemError, match=f"'{header}' does not say its unit"):
+            db.load_csv(csv)
+    csv.write_text("variable,period,value,constraints,tolerance_fraction\nsnap,2024,1,,0.05\n")
+    assert db.load_csv(csv) == 1
+    assert db.targets()["tolerance"].tolist() == [0.05]

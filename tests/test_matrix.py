@@ -10,7 +10,8 @@ import pytest
 from calibopt.datasets import Dataset, GeographyRules, synthetic_country
 from calibopt.datasets.synthetic import snap_benefit
 from calibopt.errors import InvalidProblemError
-from calibopt.matrix import CalibrationMatrix, MatrixBuilder, TargetsDatabase
+from calibopt.matrix import CalibrationMatrix, MatrixBuilder
+from calibopt.targets import TargetsDatabase
 
 
 def custom_db(rows):
@@ -261,7 +262,7 @@ def test_bad_filters_and_geographies(tiny):
 
 def test_duplicate_strata_for_the_same_constraints(tiny):
     db = custom_db([("household_count", 2024, 5.0, "state_fips == 37")])
-    from calibopt.matrix.database import strata, stratum_constraints, targets
+    from calibopt.targets.schema import strata, stratum_constraints, targets
 
     with db.engine.begin() as conn:  # a second stratum with the same constraints (another parent)
         sid = conn.execute(
@@ -365,13 +366,42 @@ def test_tolerance_from_the_database(tiny):
                 "period": [2024, 2024],
                 "value": [10.0, 20.0],
                 "constraints": ["state_fips == 37", "state_fips == 37"],
-                "tolerance": [2.5, None],
+                "tolerance": [0.025, None],
             }
         )
     )
     m = MatrixBuilder(db, tiny.dataset, tiny.geographies).build()
+    np.testing.assert_array_equal(m.targets["tolerance"], [0.025, np.nan])
     p = m.to_problem(default_tolerance=0.1)
-    np.testing.assert_allclose(p.tolerance, [0.025, 0.1])
+    np.testing.assert_array_equal(p.tolerance, [0.025, 0.1])
+
+
+def test_matrix_files_keep_tolerances_as_fractions(tmp_path, tiny):
+    import h5py
+
+    db = TargetsDatabase.create("sqlite://")
+    db.add_targets(
+        pd.DataFrame(
+            {
+                "variable": ["household_count", "person_count"],
+                "period": [2024, 2024],
+                "value": [10.0, 20.0],
+                "constraints": ["state_fips == 37", "state_fips == 37"],
+                "tolerance": [0.025, None],
+            }
+        )
+    )
+    path = tmp_path / "m.h5"
+    MatrixBuilder(db, tiny.dataset, tiny.geographies).build().save(path)
+    back = CalibrationMatrix.load(path)
+    np.testing.assert_array_equal(back.to_problem(default_tolerance=0.1).tolerance, [0.025, 0.1])
+    # a version-1 file stored the database's percentage: it still reads as a fraction
+    with h5py.File(path, "r+") as f:
+        assert f.attrs["format_version"] == 2
+        f.attrs["format_version"] = 1
+        f["targets/tolerance"][...] = [2.5, np.nan]
+    old = CalibrationMatrix.load(path)
+    np.testing.assert_array_equal(old.to_problem(default_tolerance=0.1).tolerance, [0.025, 0.1])
 
 
 def test_save_load_and_hdf5_dataset(tmp_path, tiny, tiny_matrix):
@@ -410,7 +440,8 @@ def test_full_size_is_exact():
         "calibopt.datasets.dataset",
         "calibopt.datasets.rules",
         "calibopt.matrix",
-        "calibopt.matrix.database",
+        "calibopt.targets",
+        "calibopt.targets.database",
     ],
 )
 def test_docstring_examples_run(module):

@@ -9,8 +9,9 @@ import scipy.sparse as sp
 
 from calibopt.cli import main
 from calibopt.datasets import synthetic_country
-from calibopt.matrix import CalibrationMatrix, TargetsDatabase
-from calibopt.matrix.demo import local_area_demo
+from calibopt.demo.local_area import local_area_demo
+from calibopt.matrix import CalibrationMatrix
+from calibopt.targets import TargetsDatabase
 
 
 def run(command: str, **paths) -> int:

@@ -17,9 +17,10 @@ import pytest
 
 from calibopt.datasets import synthetic_country
 from calibopt.datasets.synthetic import snap_benefit
-from calibopt.matrix import MatrixBuilder, TargetFilter
+from calibopt.matrix import MatrixBuilder
 from calibopt.stacking import IdScheme, load, stack, stacked_dataset, verify
 from calibopt.stacking.ids import choose_scheme
+from calibopt.targets import TargetFilter
 
 OPS = {
     "==": operator.eq,

@@ -7,7 +7,8 @@ import pytest
 
 from calibopt.datasets import synthetic_country
 from calibopt.errors import InvalidProblemError
-from calibopt.matrix import MatrixBuilder, parse_constraints
+from calibopt.matrix import MatrixBuilder
+from calibopt.targets import parse_constraints
 
 
 @pytest.fixture(scope="module")

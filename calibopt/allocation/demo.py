@@ -28,7 +28,7 @@ def allocation_demo(local: Any, seed: int = 0, out: Callable[[str], None] = prin
     Parameters
     ----------
     local
-        A :class:`calibopt.matrix.demo.LocalAreaDemo` (country, matrix, problem, result).
+        A :class:`calibopt.demo.local_area.LocalAreaDemo` (country, matrix, problem, result).
     seed
         Seed of the synthetic LEA inputs (expenditure, last year's amounts).
 

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from ..datasets.files import atomic_output
 from ..datasets.rules import GeographyRules
 from ..errors import InvalidProblemError
-from ..matrix.builder import MatrixBuilder
+from ..matrix import MatrixBuilder
 from . import add_command
 from .targets import add_filter_arguments, filter_from_args
 

@@ -88,7 +88,7 @@ def survey_demo(seed: int = 0, out: Callable[[str], None] = print) -> pd.DataFra
 
 def _run(args: argparse.Namespace) -> int:
     from ..allocation.demo import allocation_demo
-    from ..matrix.demo import local_area_demo
+    from ..demo.local_area import local_area_demo
     from ..stacking.demo import stacking_demo
 
     outdir = Path(args.out)

@@ -132,7 +132,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
     matrix = None
     if args.matrix:
         if args.verify:
-            from ..matrix.builder import CalibrationMatrix
+            from ..matrix.calibration_matrix import CalibrationMatrix
 
             matrix = CalibrationMatrix.load(args.matrix)
             geographies: Any = matrix

@@ -12,7 +12,9 @@ Sub-commands::
 ``--db`` takes a SQLite path or any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``).
 The CSV format has one row per target: ``variable``, ``period``, ``value`` and
 ``constraints`` ("state_fips == 37; age >= 0; age < 5", empty for national), optionally
-``reform_id``, ``active``, ``tolerance`` (percent), ``source``, ``notes``.
+``reform_id``, ``active``, ``tolerance_fraction`` (a relative tolerance as a fraction:
+0.05 = 5%), ``source``, ``notes``. A load that fails writes nothing, and leaves no new
+database file behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 
 import pandas as pd
 
-from ..matrix.database import TargetFilter, TargetsDatabase
+from ..targets import TargetFilter, TargetsDatabase
 from . import add_command
 
 __all__ = ["add_filter_arguments", "filter_from_args", "register"]

@@ -27,34 +27,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidProblemError
+from .aggregate import aggregate, is_up
+from .links import id_column, link_entities
 
 __all__ = ["GEOGRAPHY_VARIABLES", "Dataset"]
 
 GEOGRAPHY_VARIABLES = ("state_fips", "congressional_district_geoid")
 """Household variables that say where a household lives (set anew when it is placed elsewhere)."""
 
-_AGGREGATIONS = ("sum", "any", "all", "count", "min", "max", "mean")
 _ENTITY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def _id_column(entity: str) -> str:
-    return f"{entity}_id"
-
-
-def _as_int_ids(values: pd.Series, where: str) -> np.ndarray:
-    """Integer ids from a column, refusing missing or non-integral values."""
-    if values.isna().any():
-        first = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise InvalidProblemError(f"{where} has a missing value at row {first}; ids must be set.")
-    arr = values.to_numpy()
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64, copy=False)
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        return arr.astype(np.int64)
-    raise InvalidProblemError(
-        f"{where} must hold integer ids, got dtype {values.dtype}; convert it with "
-        f".astype('int64')."
-    )
 
 
 class Dataset:
@@ -125,10 +106,10 @@ class Dataset:
         self.entities: dict[str, pd.DataFrame] = {e: tables[e] for e in order}
         self.period = period
         self.name = name
-        self._positions: dict[str, np.ndarray] = {}
-        self._household_positions: dict[str, np.ndarray] = {}
-        self._variables: dict[str, str] = {}
-        self._validate()
+        links = link_entities(self.entities)
+        self._positions = links.positions
+        self._household_positions = links.household_positions
+        self._variables = links.variables
 
     # ------------------------------------------------------------------ structure
     @property
@@ -171,105 +152,7 @@ class Dataset:
 
     def ids(self, entity: str) -> np.ndarray:
         """The ids of ``entity`` (``<entity>_id``) as int64, in row order."""
-        return self.table(entity)[_id_column(entity)].to_numpy(dtype=np.int64)
-
-    # ------------------------------------------------------------------ validation
-    def _validate(self) -> None:
-        for entity, frame in self.entities.items():
-            col = _id_column(entity)
-            if col not in frame.columns:
-                raise InvalidProblemError(
-                    f"the {entity!r} table lacks its id column {col!r} (columns: "
-                    f"{list(frame.columns)[:10]})."
-                )
-            ids = _as_int_ids(frame[col], f"{entity}.{col}")
-            dup = pd.Index(ids).duplicated()
-            if dup.any():
-                first = ids[np.flatnonzero(dup)[:5]].tolist()
-                raise InvalidProblemError(
-                    f"{entity}.{col} has {int(dup.sum())} duplicated id(s), e.g. {first}; "
-                    f"ids must be unique."
-                )
-        hh_index = pd.Index(self.ids("household"))
-        person = self.person
-        for entity in ["household", *self.group_entities]:
-            col = _id_column(entity)
-            if col not in person.columns:
-                raise InvalidProblemError(
-                    f"the person table lacks the link column {col!r} (the {entity} of each person)."
-                )
-            links = _as_int_ids(person[col], f"person.{col}")
-            pos = pd.Index(self.ids(entity)).get_indexer(links)
-            self._check_dangling(pos, links, f"person.{col}", entity)
-            self._positions[entity] = pos.astype(np.int64)
-            counts = np.bincount(pos, minlength=self.n(entity))
-            if (counts == 0).any():
-                empty = self.ids(entity)[counts == 0]
-                raise InvalidProblemError(
-                    f"{int(empty.size)} {entity} row(s) have no persons (e.g. {col} "
-                    f"{empty[:5].tolist()}); drop them or add their persons."
-                )
-        self._household_positions["household"] = np.arange(self.n_households, dtype=np.int64)
-        self._household_positions["person"] = self._positions["household"]
-        for entity in self.group_entities:
-            frame = self.entities[entity]
-            if "household_id" not in frame.columns:
-                raise InvalidProblemError(
-                    f"the {entity!r} table lacks the link column 'household_id'."
-                )
-            links = _as_int_ids(frame["household_id"], f"{entity}.household_id")
-            pos = hh_index.get_indexer(links)
-            self._check_dangling(pos, links, f"{entity}.household_id", "household")
-            self._household_positions[entity] = pos.astype(np.int64)
-            # every person's group must be in the person's own household
-            via_group = pos[self._positions[entity]]
-            bad = np.flatnonzero(via_group != self._positions["household"])
-            if bad.size:
-                p = bad[0]
-                raise InvalidProblemError(
-                    f"{bad.size} person(s) belong to a {entity} of another household: person_id "
-                    f"{int(self.ids('person')[p])} is in household "
-                    f"{int(self.ids('household')[self._positions['household'][p]])} but its "
-                    f"{entity} {int(self.ids(entity)[self._positions[entity][p]])} is in "
-                    f"household {int(self.ids('household')[via_group[p]])}."
-                )
-        self._variables = self._collect_variables()
-
-    @staticmethod
-    def _check_dangling(pos: np.ndarray, links: np.ndarray, where: str, entity: str) -> None:
-        bad = np.flatnonzero(pos < 0)
-        if bad.size:
-            raise InvalidProblemError(
-                f"{where} has {bad.size} dangling link(s) to {entity} ids that do not exist, "
-                f"e.g. {links[bad[:5]].tolist()} (rows {bad[:5].tolist()})."
-            )
-
-    def _link_columns(self, entity: str) -> set[str]:
-        if entity == "person":
-            return {_id_column(e) for e in self.entities if e != "person"}
-        if entity == "household":
-            return set()
-        return {"household_id"}
-
-    def _collect_variables(self) -> dict[str, str]:
-        owner: dict[str, str] = {}
-        for entity, frame in self.entities.items():
-            links = self._link_columns(entity)
-            for col in frame.columns:
-                if col in links:
-                    continue
-                if not isinstance(col, str):
-                    raise InvalidProblemError(
-                        f"the {entity!r} table has a non-string column name {col!r}."
-                    )
-                if col in owner:
-                    raise InvalidProblemError(
-                        f"variable {col!r} appears in both the {owner[col]!r} and the "
-                        f"{entity!r} tables; variable names must be unique across entities "
-                        f"(rename one, e.g. '{entity}_{col}')."
-                    )
-                owner[col] = entity
-        return owner
+        return self.table(entity)[id_column(entity)].to_numpy(dtype=np.int64)
 
     # ------------------------------------------------------------------ variables
     @property
@@ -352,7 +235,7 @@ class Dataset:
                 raise InvalidProblemError(
                     f"map_to: `where` has shape {mask.shape} but {source!r} has {n_src} rows."
                 )
-        if mask is not None and not _is_up(source, target):
+        if mask is not None and not is_up(source, target):
             vals = np.where(mask, vals, 0)  # a broadcast carries 0 from unselected rows
         if source == target:
             return vals
@@ -369,7 +252,7 @@ class Dataset:
                 f"map_to: {source!r} and {target!r} are not nested in each other; go through "
                 f"'person' or 'household'."
             )
-        return _aggregate(vals, index, self.n(target), how, mask)
+        return aggregate(vals, index, self.n(target), how, mask)
 
     # ------------------------------------------------------------------ derived datasets
     def subset(self, households: Any) -> Dataset:
@@ -484,39 +367,3 @@ class Dataset:
                 elif not np.array_equal(a.astype(object), b.astype(object)):
                     return False
         return True
-
-
-def _is_up(source: str, target: str) -> bool:
-    """True for an aggregation (person -> group, group -> household)."""
-    return source != target and (source == "person" or target == "household")
-
-
-def _aggregate(
-    vals: np.ndarray, index: np.ndarray, n: int, how: str, mask: np.ndarray | None
-) -> np.ndarray:
-    """Group-by ``index`` (positions into ``n`` groups) with one of the named aggregations."""
-    if how not in _AGGREGATIONS:
-        raise InvalidProblemError(f"map_to: how={how!r} is not one of {list(_AGGREGATIONS)}.")
-    if mask is not None:
-        vals, index = vals[mask], index[mask]
-    if how == "sum":
-        return np.bincount(index, weights=vals.astype(np.float64, copy=False), minlength=n)
-    if how in ("any", "count"):
-        hits = np.bincount(index, weights=(vals != 0).astype(np.float64), minlength=n)
-        return hits > 0 if how == "any" else hits
-    if how == "all":
-        misses = np.bincount(index, weights=(vals == 0).astype(np.float64), minlength=n)
-        return misses == 0
-    if how == "mean":
-        total = np.bincount(index, weights=vals.astype(np.float64, copy=False), minlength=n)
-        count = np.bincount(index, minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    out = np.zeros(n)
-    ufunc = np.minimum if how == "min" else np.maximum
-    if vals.size:
-        order = np.argsort(index, kind="stable")
-        idx_sorted = index[order]
-        starts = np.flatnonzero(np.r_[True, idx_sorted[1:] != idx_sorted[:-1]])
-        out[idx_sorted[starts]] = ufunc.reduceat(vals[order].astype(np.float64), starts)
-    return out

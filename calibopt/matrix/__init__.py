@@ -1,4 +1,8 @@
-"""Local-area calibration: targets database, sparse matrix builder, tracer, target groups.
+"""Local-area calibration matrices: the sparse matrix builder, tracer, target groups, files.
+
+The targets come from :mod:`calibopt.targets` and the unit data from
+:mod:`calibopt.datasets`; nothing here solves (:meth:`CalibrationMatrix.to_problem` hands a
+problem to :func:`calibopt.calibrate`).
 
 >>> from calibopt.datasets import synthetic_country
 >>> from calibopt.matrix import MatrixBuilder
@@ -10,27 +14,20 @@
 (127, 1440)
 """
 
-from .builder import CalibrationMatrix, MatrixBuilder
+from .builder import MatrixBuilder
+from .calibration_matrix import CalibrationMatrix
 from .columns import ColumnMap
-from .constraints import OPERATIONS, format_constraints, parse_constraints
-from .database import TargetFilter, TargetsDatabase, overview_select
 from .evaluate import ContributionEvaluator
 from .groups import group_label, group_table, target_groups
 from .tracer import MatrixTracer
 
 __all__ = [
-    "OPERATIONS",
     "CalibrationMatrix",
     "ColumnMap",
     "ContributionEvaluator",
     "MatrixBuilder",
     "MatrixTracer",
-    "TargetFilter",
-    "TargetsDatabase",
-    "format_constraints",
     "group_label",
     "group_table",
-    "overview_select",
-    "parse_constraints",
     "target_groups",
 ]

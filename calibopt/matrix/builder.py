@@ -1,6 +1,6 @@
 """The local-area calibration matrix: targets x (household placed in a geography) columns.
 
-:class:`MatrixBuilder` reads the targets of a :class:`~calibopt.matrix.TargetsDatabase`,
+:class:`MatrixBuilder` reads the targets of a :class:`~calibopt.targets.TargetsDatabase`,
 evaluates each target's stratum on a :class:`~calibopt.datasets.Dataset`, and writes the sparse
 matrix ``X`` directly in CSR form: row ``j`` holds, for every calibrated geography inside the
 target's geography, the household contributions of :class:`ContributionEvaluator`, at columns
@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,121 +27,15 @@ import scipy.sparse as sp
 from ..datasets.dataset import Dataset
 from ..datasets.rules import GeographyRules
 from ..errors import InvalidProblemError
-from ..problem import CalibrationProblem
+from ..targets import TargetFilter, TargetsDatabase, domain_of, format_constraints
+from .calibration_matrix import CalibrationMatrix
 from .columns import ColumnMap
-from .constraints import domain_of, format_constraints
-from .database import TargetFilter, TargetsDatabase
 from .evaluate import ContributionEvaluator
-from .groups import group_table, target_groups
+from .groups import target_groups
 
-__all__ = ["CalibrationMatrix", "MatrixBuilder"]
+__all__ = ["MatrixBuilder"]
 
 _PARTIAL = ("drop", "keep", "error")
-
-
-@dataclass
-class CalibrationMatrix:
-    """A built local-area matrix and everything needed to read it.
-
-    Attributes
-    ----------
-    targets : DataFrame
-        Row ``i`` describes row ``i`` of ``X``: the database columns (``target_id``,
-        ``stratum_id``, ``variable``, ``period``, ``value``, ``original_value``,
-        ``uprating_factor``, ``tolerance`` (percent), ``geo_level``, ``geographic_id``,
-        ``domain_variable``, ``constraints``, ...) plus ``name`` (unique), ``group``
-        (see :mod:`calibopt.matrix.groups`) and ``nnz`` (non-zeros in the row).
-    X : scipy.sparse.csr_matrix
-        ``(n_targets, n_geographies * n_households)``, float64.
-    columns : ColumnMap
-        Column <-> (household, geography).
-    period : int
-    info : dict
-        Build facts: timings, rule-set calls, dropped targets.
-    """
-
-    targets: pd.DataFrame
-    X: sp.csr_matrix
-    columns: ColumnMap
-    period: int | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def groups(self) -> np.ndarray:
-        """Group label of every row."""
-        return self.targets["group"].to_numpy(dtype=object)
-
-    def group_table(self) -> pd.DataFrame:
-        """One row per target group (see :func:`calibopt.matrix.groups.group_table`)."""
-        return group_table(self.targets)
-
-    def to_problem(
-        self,
-        initial_weights: Any = None,
-        *,
-        outside_share: float = 0.01,
-        bounds: tuple[Any, Any] | None = (0.0, None),
-        ratio_bounds: tuple[Any, Any] | None = None,
-        default_tolerance: float = 0.0,
-    ) -> CalibrationProblem:
-        """The :class:`~calibopt.CalibrationProblem` of this matrix.
-
-        Parameters
-        ----------
-        initial_weights
-            One weight per column; default the design prior
-            :meth:`ColumnMap.design_weights` (each household's design weight spread over
-            the calibrated districts of its own state, ``outside_share`` of it over the
-            others).
-        outside_share
-            Share of a household's design weight placed outside its own state.
-        bounds, ratio_bounds
-            As in :class:`~calibopt.CalibrationProblem` (default: non-negative weights).
-        default_tolerance
-            Relative tolerance of targets whose database ``tolerance`` is empty (the
-            database stores percentages; they are divided by 100).
-        """
-        if initial_weights is None:
-            initial_weights = self.columns.design_weights(outside_share)
-        tol = self.targets["tolerance"].to_numpy(dtype=float, na_value=np.nan) / 100.0
-        tol = np.where(np.isnan(tol), default_tolerance, tol)
-        return CalibrationProblem(
-            self.X,
-            self.targets["value"].to_numpy(dtype=float),
-            initial_weights=initial_weights,
-            bounds=bounds,
-            ratio_bounds=ratio_bounds,
-            tolerance=tol,
-            target_names=self.targets["name"].tolist(),
-            groups=self.groups,
-        )
-
-    def tracer(self) -> Any:
-        """A :class:`~calibopt.matrix.MatrixTracer` over this matrix."""
-        from .tracer import MatrixTracer
-
-        return MatrixTracer(self)
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the matrix, targets and column map to one HDF5 file (atomically)."""
-        from .storage import save_matrix
-
-        save_matrix(self, path, overwrite=overwrite)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CalibrationMatrix:
-        """Read a file written by :meth:`save`."""
-        from .storage import load_matrix
-
-        return load_matrix(path)
-
-    def __repr__(self) -> str:
-        m, n = self.X.shape
-        return (
-            f"CalibrationMatrix({m:,} targets x {n:,} columns = {self.columns.n_geographies} "
-            f"{self.columns.level}s x {self.columns.n_households:,} households, "
-            f"nnz={self.X.nnz:,})"
-        )
 
 
 class MatrixBuilder:
@@ -275,7 +168,7 @@ class MatrixBuilder:
         Parameters
         ----------
         filter
-            A :class:`~calibopt.matrix.TargetFilter` (or its dict form) selecting targets by
+            A :class:`~calibopt.targets.TargetFilter` (or its dict form) selecting targets by
             variable, domain variable, geographic level and geography id.
         progress
             Show a progress bar (default: only on a terminal).

@@ -26,7 +26,7 @@ import numpy as np
 from ..datasets.dataset import Dataset
 from ..datasets.rules import GeographyRules
 from ..errors import InvalidProblemError
-from .constraints import Constraint, evaluate_constraint
+from ..targets.constraints import Constraint, evaluate_constraint
 
 __all__ = ["ContributionEvaluator"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .constraints import GEO_LEVELS
+from ..targets.constraints import GEO_LEVELS
 
 __all__ = ["group_label", "group_table", "target_groups"]
 

@@ -2,10 +2,13 @@
 
 Layout::
 
-    /                       attrs: format="calibopt-matrix", format_version=1, period, level
+    /                       attrs: format="calibopt-matrix", format_version=2, period, level
     /X/data, /X/indices, /X/indptr     CSR arrays; attrs: shape
     /columns/geographies, /columns/household_ids[, household_weight, home_state]
     /targets/<column>       the targets table (constraints as text, parsed back on load)
+
+``targets/tolerance`` is a fraction (0.01 = 1%) from version 2 on; version 1 files held the
+database's percentage, and :func:`load_matrix` reads them as fractions too.
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ import scipy.sparse as sp
 from ..datasets.files import atomic_output
 from ..datasets.hdf5 import read_table, write_table
 from ..errors import InvalidProblemError
-from .builder import CalibrationMatrix
+from ..targets.constraints import format_constraints, parse_constraints
+from ..targets.schema import PERCENT
+from .calibration_matrix import CalibrationMatrix
 from .columns import ColumnMap
-from .constraints import format_constraints, parse_constraints
 
 __all__ = ["load_matrix", "save_matrix"]
 
 FORMAT = "calibopt-matrix"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_PERCENT_TOLERANCE_VERSION = 1  # files of this version store tolerance in percent
 
 
 def save_matrix(
@@ -67,7 +72,8 @@ def load_matrix(path: str | os.PathLike) -> CalibrationMatrix:
     with f:
         if f.attrs.get("format") != FORMAT:
             raise InvalidProblemError(f"{str(path)!r} is not a calibopt matrix file.")
-        if int(f.attrs["format_version"]) > FORMAT_VERSION:
+        version = int(f.attrs["format_version"])
+        if version > FORMAT_VERSION:
             raise InvalidProblemError(f"{str(path)!r} was written by a newer calibopt.")
         g = f["X"]
         X = sp.csr_matrix(
@@ -84,6 +90,8 @@ def load_matrix(path: str | os.PathLike) -> CalibrationMatrix:
         targets = read_table(f["targets"])
         period = json.loads(f.attrs["period"])
     targets["constraints"] = [parse_constraints(t) for t in targets["constraints"]]
+    if version == _PERCENT_TOLERANCE_VERSION and "tolerance" in targets:
+        targets["tolerance"] = targets["tolerance"] / PERCENT
     for col in ("source", "notes"):
         if col in targets:
             targets[col] = targets[col].astype(object).where(targets[col] != "", None)

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidProblemError
-from .constraints import format_constraints
+from ..targets.constraints import format_constraints
 
 if TYPE_CHECKING:
-    from .builder import CalibrationMatrix
+    from .calibration_matrix import CalibrationMatrix
 
 __all__ = ["MatrixTracer"]
 

@@ -18,8 +18,8 @@ import pandas as pd
 
 from ..datasets.dataset import GEOGRAPHY_VARIABLES
 from ..errors import InvalidProblemError
-from ..matrix.constraints import domain_of
 from ..matrix.evaluate import ContributionEvaluator
+from ..targets.constraints import domain_of
 from .inputs import as_weights
 from .stacked import StackedDataset
 
@@ -97,7 +97,7 @@ def verify(stacked: StackedDataset | str | os.PathLike, matrix: Any, weights: An
         ``name``, ``geo_level``, ``geographic_id``, ``expected``, ``file_total``, ``error``
         (file - expected) and ``rel_error`` (``error / |expected|``; 0 when both are 0).
     """
-    from ..matrix.builder import CalibrationMatrix
+    from ..matrix.calibration_matrix import CalibrationMatrix
 
     stacked = _as_stacked(stacked)
     if not isinstance(matrix, CalibrationMatrix):

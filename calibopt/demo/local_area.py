@@ -20,10 +20,10 @@ import pandas as pd
 
 from ..calibrate import calibrate
 from ..datasets.synthetic import SyntheticCountry, synthetic_country
+from ..matrix import CalibrationMatrix, MatrixBuilder
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult, relative_errors
-from .builder import CalibrationMatrix, MatrixBuilder
-from .database import TargetsDatabase
+from ..targets import TargetsDatabase
 
 __all__ = ["LocalAreaDemo", "local_area_demo"]
 
