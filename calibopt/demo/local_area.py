@@ -20,9 +20,10 @@ import pandas as pd
 
 from ..calibrate import calibrate
 from ..datasets.synthetic import SyntheticCountry, synthetic_country
+from ..fit import check_weights
 from ..matrix import CalibrationMatrix, MatrixBuilder
 from ..problem import CalibrationProblem
-from ..result import CalibrationResult, relative_errors
+from ..result import CalibrationResult
 from ..targets import TargetsDatabase
 
 __all__ = ["LocalAreaDemo", "local_area_demo"]
@@ -57,8 +58,8 @@ class LocalAreaDemo:
 
 
 def _fit_table(problem: CalibrationProblem, prior: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
-    before = np.abs(relative_errors(problem.X @ prior, problem.targets))
-    after = np.abs(relative_errors(problem.X @ weights, problem.targets))
+    before = np.abs(check_weights(problem, prior).rel_errors)
+    after = np.abs(check_weights(problem, weights).rel_errors)
     frame = pd.DataFrame({"group": problem.groups, "before": before, "after": after})
     return (
         frame.groupby("group", sort=False)
