@@ -588,7 +588,7 @@ class TargetsDatabase:
     ) -> int:
         """Write every target (all periods and reforms) with its constraints to a CSV that
         :meth:`load_csv` reads back. Returns the number of rows."""
-        from ..datasets.files import atomic_output
+        from ..files import atomic_output
 
         frame = self.targets(filter, period=None, reform_id=None, active_only=False)
         frame = frame.assign(constraints=frame["constraints"].map(format_constraints))

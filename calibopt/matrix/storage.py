@@ -17,9 +17,9 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from ..datasets.files import atomic_output
 from ..datasets.hdf5 import read_table, write_table
 from ..errors import InvalidProblemError
+from ..files import atomic_output
 from .builder import CalibrationMatrix
 from .columns import ColumnMap
 from .constraints import format_constraints, parse_constraints
