@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 import calibopt as co
-from calibopt.cli import main
+from calibopt.cli import build_parser, main
 from calibopt.datasets.survey import survey_sample
 
 
@@ -159,3 +165,166 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "to the cent" in out and "dollars moved vs truth" in out
     # a second run into the same folder replaces its own files
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+
+
+# ------------------------------------------------------------------ what a new user tripped on
+REPO = Path(__file__).resolve().parents[1]
+
+
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+
+
+def run_calibopt(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m calibopt ARGS`` in a fresh interpreter, with this checkout first."""
+    return subprocess.run(
+        [sys.executable, "-m", "calibopt", *args], env=ENV, text=True, timeout=300, **kwargs
+    )
+
+
+@pytest.fixture()
+def ipf_files(tmp_path):
+    """Margins that disagree on the population total (70 by sex, 80 by region): no weights
+    meet them all, so ipf stops without success."""
+    data = tmp_path / "units.csv"
+    pd.DataFrame({"sex": list("mmffm"), "region": list("nsnsn"), "pw": [10.0] * 5}).to_csv(
+        data, index=False
+    )
+    margins = tmp_path / "margins.csv"
+    pd.DataFrame(
+        {
+            "variable": ["sex", "sex", "region", "region"],
+            "level": ["m", "f", "n", "s"],
+            "total": [40.0, 30.0, 20.0, 60.0],
+        }
+    ).to_csv(margins, index=False)
+    return ["--data", str(data), "--margins", str(margins), "--weights", "pw"]
+
+
+def test_unsuccessful_ipf_writes_no_weights(tmp_path, capsys, ipf_files):
+    out = tmp_path / "w.csv"
+    diag = tmp_path / "diag.csv"
+    args = ["calibrate", *ipf_files, "--method", "ipf", "--out", str(out)]
+    assert main([*args, "--diagnostics", str(diag)]) == 3
+    captured = capsys.readouterr()
+    assert "stopped" in captured.out and "disagree on the population total" in captured.out
+    assert "no weights written" in captured.err and "--write-unsuccessful" in captured.err
+    assert not out.exists()
+    # the fit per target is written either way: it shows what was missed
+    np.testing.assert_allclose(pd.read_csv(diag)["rel_error"].abs().max(), 40 / 35 - 1)
+    # asked for explicitly, the weights are written, and the status still says it failed
+    assert main([*args, "--write-unsuccessful"]) == 3
+    assert "not a success" in capsys.readouterr().out
+    units = pd.read_csv(ipf_files[1])
+    margins = pd.read_csv(ipf_files[3])
+    direct = co.calibrate(co.problem_from_margins(units, margins, weights="pw"), method="ipf")
+    assert direct.status == "stopped"
+    np.testing.assert_array_equal(pd.read_csv(out)["weight"].to_numpy(), direct.weights)
+
+
+def test_both_kinds_of_input_are_refused(tmp_path, capsys, ipf_files):
+    X = tmp_path / "X.npz"
+    sp.save_npz(X, sp.csr_matrix(np.ones((1, 5))))
+    totals = tmp_path / "totals.csv"
+    pd.DataFrame({"name": ["n"], "value": [5.0]}).to_csv(totals, index=False)
+    out = tmp_path / "w.csv"
+    code = main(
+        ["calibrate", *ipf_files, "--matrix", str(X), "--totals", str(totals), "--out", str(out)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--data --margins --weights (unit data + margins) cannot be combined with" in err
+    assert "--matrix --totals (matrix + totals)" in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX pipes and signals")
+def test_closed_pipe_is_not_a_traceback(tmp_path):
+    db = tmp_path / "t.db"
+    assert main(["targets", "synthetic", "--db", str(db)]) == 0
+    # `calibopt targets overview | head -0`: the reader is gone before anything is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = run_calibopt("targets", "overview", "--db", str(db), stdout=write_end, stderr=-1)
+    finally:
+        os.close(write_end)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 141  # what the shell reports for a command stopped by SIGPIPE
+
+
+SIGTERM_MID_WRITE = """
+import os, signal, sys
+import calibopt.stacking.files as stacking_files
+from calibopt.cli import main
+
+real = stacking_files.write_csv
+
+def write_then_terminated(frame, path, *args, **kwargs):
+    real(frame, path, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` while the files are being written
+
+stacking_files.write_csv = write_then_terminated
+sys.exit(main(["stack", "--size", "tiny", "--subset", "3701", "--out", sys.argv[1]]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX pipes and signals")
+def test_sigterm_removes_temporary_files(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_MID_WRITE, str(tmp_path / "s.h5")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr == "calibopt stack: terminated\n"
+    assert list(tmp_path.iterdir()) == []  # neither the files nor their temporaries
+
+
+def test_module_entry_point_and_package_layout():
+    done = run_calibopt("--version", capture_output=True)
+    assert done.returncode == 0 and done.stdout.startswith("calibopt ")
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert sorted(commands) == [
+        "allocate",
+        "build-matrix",
+        "calibrate",
+        "demo",
+        "stack",
+        "targets",
+    ]
+
+
+def test_demo_output_is_ignored_by_git():
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    for path in ("calibopt-demo/targets.db", "sub/calibopt-demo/stacked/x.h5"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+
+
+def test_demo_compiles_kernels_before_timing_any_method(tmp_path):
+    # an empty numba cache: this process must compile every kernel
+    env = dict(ENV, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    done = subprocess.run(
+        [sys.executable, "-m", "calibopt", "demo", "--out", str(tmp_path / "demo")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    said = [line for line in lines if line.startswith("compiling numba kernels (first run only):")]
+    assert len(said) == 1 and lines.index(said[0]) == 0  # once, before the first stage
+    compile_seconds = float(said[0].split(":")[1].removesuffix(" s"))
+    assert compile_seconds > 0.2
+    # no method's time includes it: the Newton solves of the survey stage take milliseconds
+    newton = [line.split() for line in lines if " newton " in line and "optimal" in line]
+    assert [row[0] for row in newton] == ["linear", "raking", "logit", "truncated"]
+    # columns after the solver: status, iterations, seconds
+    seconds = [float(row[row.index("newton") + 3]) for row in newton]
+    assert max(seconds) < min(0.5, compile_seconds / 2), seconds
+    local = next(line for line in lines if line.startswith("raking via newton: optimal in"))
+    assert float(local.split(" iterations, ")[1].split(" s;")[0]) < 0.5, local

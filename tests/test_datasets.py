@@ -13,13 +13,13 @@ from scipy import stats
 from calibopt.datasets import (
     US_STATES,
     Dataset,
-    atomic_output,
     make_geography,
     seeded_uniform,
     synthetic_country,
 )
 from calibopt.datasets.synthetic import STATE_PARAMETERS, snap_benefit
 from calibopt.errors import InvalidProblemError
+from calibopt.files import atomic_output
 
 
 # ---------------------------------------------------------------------------------- fixtures

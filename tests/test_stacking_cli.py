@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from calibopt.cli import main
+from calibopt.demo.stacking import stacking_demo
 from calibopt.stacking import load, verify
-from calibopt.stacking.demo import stacking_demo
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ sources: :mod:`calibopt.allocation.statute` and ``docs/title1_sources.md``.
 array([ 90., 150., 260.])
 """
 
-from .allocators import AbowdAllocator, Allocation, SonnenbergAllocator
+from .abowd import AbowdAllocator
+from .allocators import Allocation
+from .cents import to_cents
 from .dollars import (
     AllocationComparison,
     allocate_weights,
@@ -28,15 +30,9 @@ from .formulas import (
     state_minimums,
 )
 from .inputs import validate_estimates
-from .provisions import (
-    ProvisionsResult,
-    RecursiveResult,
-    apply_floors,
-    apply_floors_recursive,
-    ratable_reduction,
-    solve_provisions,
-    to_cents,
-)
+from .provisions import ProvisionsResult, apply_floors, ratable_reduction, solve_provisions
+from .recursive import RecursiveResult, apply_floors_recursive
+from .sonnenberg import SonnenbergAllocator
 from .statute import GRANT_TYPES, STATE_MINIMUM_RULES, StateMinimumRule
 from .synthetic import (
     household_children,

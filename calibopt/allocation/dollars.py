@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..errors import InvalidProblemError
 from . import inputs
-from .allocators import Allocation, SonnenbergAllocator
+from .allocators import Allocation
+from .sonnenberg import SonnenbergAllocator
 
 __all__ = [
     "AllocationComparison",

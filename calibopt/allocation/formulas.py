@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import InvalidProblemError
 from . import statute
-from .provisions import to_cents
+from .cents import to_cents
 from .thresholds import compare_share
 
 __all__ = [

@@ -138,7 +138,7 @@ def synthetic_lea_inputs(
         ``official_{grant}`` (this year's full procedure on the true counts, whose sums are the
         appropriations), for the four grant types.
     """
-    from .allocators import SonnenbergAllocator  # the generator runs the formulas themselves
+    from .sonnenberg import SonnenbergAllocator  # the generator runs the formulas themselves
 
     df = inputs.lea_indexed(counts, "counts").copy()
     e_col, n_col = inputs.eligible_column(prefix), inputs.total_column(prefix)

@@ -7,7 +7,6 @@
 """
 
 from .dataset import GEOGRAPHY_VARIABLES, Dataset
-from .files import atomic_output
 from .geography import US_STATES, Geography, make_geography
 from .rules import GeographyRules, seeded_uniform
 from .synthetic import SIZES, SyntheticCountry, synthetic_country, synthetic_rules
@@ -20,7 +19,6 @@ __all__ = [
     "Geography",
     "GeographyRules",
     "SyntheticCountry",
-    "atomic_output",
     "make_geography",
     "seeded_uniform",
     "synthetic_country",

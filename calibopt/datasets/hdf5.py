@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidProblemError
+from ..files import atomic_output
 from .dataset import GEOGRAPHY_VARIABLES, Dataset
-from .files import atomic_output
 
-__all__ = ["read_dataset", "read_table", "write_dataset", "write_table"]
+__all__ = ["read_dataset", "read_table", "write_dataset", "write_into", "write_table"]
 
 # household variables whose entity is known even when two entities have the same row count
 _KNOWN_ENTITIES = dict.fromkeys(
@@ -62,16 +62,24 @@ def write_dataset(
     if layout not in ("calibopt", "policyengine"):
         raise InvalidProblemError(f"layout={layout!r} is not one of 'calibopt', 'policyengine'.")
     with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
-        if layout == "calibopt":
-            _write_calibopt(dataset, f)
-        else:
-            period = dataset.period if period is None else period
-            if period is None:
-                raise InvalidProblemError(
-                    "the PolicyEngine layout needs a period: pass period=... or set "
-                    "Dataset(period=...)."
-                )
-            _write_policyengine(dataset, f, str(period))
+        write_into(dataset, f, layout=layout, period=period)
+
+
+def write_into(
+    dataset: Dataset, f: h5py.File, *, layout: str = "calibopt", period: int | str | None = None
+) -> None:
+    """Write ``dataset`` into an open, empty HDF5 file (what :func:`write_dataset` does inside
+    its temporary file), for writers that manage the file themselves."""
+    if layout == "calibopt":
+        _write_calibopt(dataset, f)
+    else:
+        period = dataset.period if period is None else period
+        if period is None:
+            raise InvalidProblemError(
+                "the PolicyEngine layout needs a period: pass period=... or set "
+                "Dataset(period=...)."
+            )
+        _write_policyengine(dataset, f, str(period))
 
 
 def _column_kind(series: pd.Series) -> str:

@@ -20,9 +20,9 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from ..datasets.files import atomic_output
 from ..datasets.hdf5 import read_table, write_table
 from ..errors import InvalidProblemError
+from ..files import atomic_output
 from ..targets.constraints import format_constraints, parse_constraints
 from ..targets.schema import PERCENT
 from .calibration_matrix import CalibrationMatrix

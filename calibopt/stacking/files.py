@@ -6,17 +6,23 @@ The HDF5 file is a :class:`~calibopt.datasets.Dataset` file in either layout of
 with ``format`` (``"calibopt-stacked"``), ``format_version``, ``layout``, ``level``, ``ids``
 (the :class:`~calibopt.stacking.IdScheme`), ``geographies`` (those in the file), ``variables``
 (``{variable: entity}``, so PolicyEngine-layout files read back without guessing),
-``mapping`` (the CSV's file name), ``records`` and ``weight_total``. Root attributes are
-invisible to ``/<variable>/<period>`` readers.
+``mapping`` (the CSV's file name), ``mapping_sha256`` (the SHA-256 digest of the CSV's bytes),
+``records`` and ``weight_total``. Root attributes are invisible to ``/<variable>/<period>``
+readers.
 
 The mapping CSV (default: ``<stem>_household_mapping.csv`` beside the file) has one row per
 household record: ``new_household_id, original_household_id, congressional_district,
 state_fips`` (the columns other tools expect; no district column with state columns), then
 ``household_weight`` and ``matrix_column``.
 
-Both files are written to temporary files in their directories and renamed into place only
-when both are complete: an interrupted or failed run leaves no half-written file and does not
-touch existing ones; existing outputs are replaced only with ``overwrite=True``.
+The two files are a pair. Both are written to temporary files in their directories
+(:func:`calibopt.files.atomic_outputs`) and renamed into place only when both are complete, the
+CSV first and the HDF5 file last; the HDF5 file records the digest of the CSV it was written
+with, and :func:`load` refuses a mapping CSV with another digest. So an interrupted or failed
+run leaves no half-written file and does not touch existing ones; a run killed between the two
+renames leaves a new CSV beside the old HDF5 file, which :func:`load` refuses instead of
+pairing them (write again with ``overwrite=True``). Existing outputs are replaced only with
+``overwrite=True``. Files of format version 1 carry no digest and load without the check.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.dataset import Dataset
-from ..datasets.files import atomic_output
-from ..datasets.hdf5 import write_dataset
+from ..datasets.hdf5 import write_into
 from ..errors import InvalidProblemError
+from ..files import atomic_outputs, sha256_of
 from .ids import IdScheme
 from .stacked import StackedDataset
 
@@ -41,7 +47,7 @@ __all__ = ["ATTRIBUTE", "FORMAT", "check_outputs", "load", "mapping_path_for", "
 
 ATTRIBUTE = "calibopt_stacking"
 FORMAT = "calibopt-stacked"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LAYOUTS = ("calibopt", "policyengine")
 
 
@@ -114,14 +120,13 @@ def write_stacked(
         "weight_total": float(ds.household["household_weight"].sum()),
     }
     try:
-        with (
-            atomic_output(mpath, overwrite=overwrite) as tmp_csv,
-            atomic_output(path, overwrite=overwrite) as tmp_h5,
-        ):
-            write_dataset(ds, tmp_h5, layout=layout, period=period, overwrite=True)
-            with h5py.File(tmp_h5, "a") as f:
-                f.attrs[ATTRIBUTE] = json.dumps(meta)
+        # the CSV is renamed first, the HDF5 file (which vouches for it) last
+        with atomic_outputs([mpath, path], overwrite=overwrite) as (tmp_csv, tmp_h5):
             write_csv(stacked.mapping, tmp_csv)
+            meta["mapping_sha256"] = sha256_of(tmp_csv)
+            with h5py.File(tmp_h5, "w") as f:
+                write_into(ds, f, layout=layout, period=period)
+                f.attrs[ATTRIBUTE] = json.dumps(meta)
     except OSError as exc:
         raise InvalidProblemError(
             f"writing {str(path)!r} failed ({exc}); nothing was written or replaced."
@@ -157,6 +162,13 @@ def load(
     Returns
     -------
     StackedDataset
+
+    Raises
+    ------
+    InvalidProblemError
+        The file is missing, unreadable or not a stacked dataset, or the mapping CSV is not
+        the one written with it (its SHA-256 digest differs from the one the file records:
+        the pair comes from two different runs, or the CSV was edited).
     """
     p = Path(path)
     if not p.is_file():
@@ -186,7 +198,7 @@ def load(
     else:
         recorded = Path(meta["mapping"])
         mpath = recorded if recorded.is_absolute() else p.parent / recorded
-    mapping = pd.read_csv(mpath) if mpath.is_file() else None
+    mapping = _read_mapping(p, mpath, meta.get("mapping_sha256"))
     return StackedDataset(
         dataset=ds,
         mapping=mapping,
@@ -198,3 +210,17 @@ def load(
         layout=meta["layout"],
         info={k: meta[k] for k in ("records", "weight_total", "period") if k in meta},
     )
+
+
+def _read_mapping(path: Path, mpath: Path, digest: str | None) -> pd.DataFrame | None:
+    """The mapping CSV, after checking it is the one ``path`` was written with."""
+    if not mpath.is_file():
+        return None
+    if digest is not None and sha256_of(mpath) != digest:
+        raise InvalidProblemError(
+            f"the mapping CSV {str(mpath)!r} is not the one written with {str(path)!r} (its "
+            "SHA-256 digest differs from the one the HDF5 file records): the two files come "
+            "from different runs, e.g. a run stopped between its two renames, or the CSV was "
+            "edited. Write the stacked dataset again (overwrite=True, --overwrite)."
+        )
+    return pd.read_csv(mpath)

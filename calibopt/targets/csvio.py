@@ -90,7 +90,7 @@ def write_targets_csv(
 ) -> int:
     """Write targets (as :meth:`TargetsDatabase.targets` returns them) to a CSV that
     :func:`read_targets_csv` reads back; atomically. Returns the number of rows."""
-    from ..datasets.files import atomic_output
+    from ..files import atomic_output
 
     out = frame.assign(constraints=frame["constraints"].map(format_constraints)).rename(
         columns={"tolerance": TOLERANCE_COLUMN}

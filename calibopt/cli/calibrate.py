@@ -8,13 +8,16 @@ Two kinds of input:
   Matrix Market ``.mtx``) and ``--totals totals.csv`` (columns ``name``, ``value``).
 
 CSV, TSV and Parquet (``.parquet``/``.pq``) are read by extension. The weights file
-(``unit``, ``weight``, ``g``) is written atomically and never overwrites an existing file
-unless ``--overwrite`` is given.
+(``unit``, ``weight``, ``g``) is written atomically, only when the result is a success (status
+``optimal`` or ``within_tolerance``; otherwise the exit status is 3 and nothing is written
+unless ``--write-unsuccessful`` is given), and never overwrites an existing file unless
+``--overwrite`` is given. ``--diagnostics`` (the fit per target) is written either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,44 +26,14 @@ import scipy.io
 import scipy.sparse as sp
 
 from ..calibrate import calibrate
-from ..datasets.files import atomic_output
 from ..errors import InvalidProblemError
 from ..formulations import methods
 from ..margins import problem_from_margins
 from ..problem import CalibrationProblem
-from . import add_command
+from ._parsers import add_command
+from ._tables import read_table, write_table
 
-__all__ = ["read_table", "register", "write_table"]
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file (by extension) with a clear error when it cannot."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidProblemError(f"input file {str(p)!r} does not exist.")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if suffix in (".tsv", ".tab"):
-            return pd.read_csv(p, sep="\t")
-        return pd.read_csv(p)
-    except ImportError as exc:
-        raise InvalidProblemError(
-            f"reading {p.name} needs pyarrow: pip install calibopt[parquet] ({exc})."
-        ) from exc
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InvalidProblemError(f"cannot read {str(p)!r}: {exc}") from exc
-
-
-def write_table(df: pd.DataFrame, path: str | Path, overwrite: bool = False) -> None:
-    """Write CSV or Parquet (by extension) atomically; refuse to replace a file by default."""
-    p = Path(path)
-    with atomic_output(p, overwrite=overwrite) as tmp:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
+__all__ = ["register"]
 
 
 def _pair(values: list[str] | None) -> tuple[float | None, float | None] | None:
@@ -72,20 +45,38 @@ def _pair(values: list[str] | None) -> tuple[float | None, float | None] | None:
     return out[0], out[1]
 
 
+_UNIT_DATA = ("data", "margins", "weights", "population", "id")
+_MATRIX = ("matrix", "totals", "initial_weights")
+
+
+def _check_one_input_kind(args: argparse.Namespace) -> None:
+    """Refuse options of both kinds of input: which one was meant is anyone's guess."""
+    given = [
+        [f"--{name.replace('_', '-')}" for name in kind if getattr(args, name) is not None]
+        for kind in (_UNIT_DATA, _MATRIX)
+    ]
+    if given[0] and given[1]:
+        raise InvalidProblemError(
+            f"{' '.join(given[0])} (unit data + margins) cannot be combined with "
+            f"{' '.join(given[1])} (matrix + totals); give one kind of input."
+        )
+
+
 def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np.ndarray]:
     options = dict(
         bounds=_pair(args.bounds),
         ratio_bounds=_pair(args.ratio_bounds),
         tolerance=args.tolerance,
     )
+    _check_one_input_kind(args)
     if args.data is not None:
         if args.margins is None:
             raise InvalidProblemError("--data needs --margins (a file of variable,level,total).")
         data = read_table(args.data)
         margins = read_table(args.margins)
-        ids = data[args.id].to_numpy() if args.id else np.arange(len(data))
         if args.id and args.id not in data.columns:
             raise InvalidProblemError(f"--id column {args.id!r} is not in {args.data}.")
+        ids = data[args.id].to_numpy() if args.id else np.arange(len(data))
         problem = problem_from_margins(
             data, margins, weights=args.weights, population=args.population, **options
         )
@@ -117,21 +108,30 @@ def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np
 
 def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InvalidProblemError(f"{str(out)!r} exists; pass --overwrite to replace it.")
+    for path in (out, Path(args.diagnostics) if args.diagnostics else None):
+        if path is not None and path.exists() and not args.overwrite:
+            raise InvalidProblemError(f"{str(path)!r} exists; pass --overwrite to replace it.")
     problem, ids = _problem_from_args(args)
     options = {}
     if args.penalty is not None:
         options["penalty"] = args.penalty
     result = calibrate(problem, method=args.method, solver=args.solver, **options)
-    table = pd.DataFrame({"unit": ids, "weight": result.weights, "g": result.g})
-    write_table(table, out, overwrite=args.overwrite)
     if args.diagnostics:
         write_table(result.diagnostics, args.diagnostics, overwrite=args.overwrite)
     print(result.summary())
     with pd.option_context("display.width", 120, "display.max_rows", 60):
         print(result.diagnostics[["name", "value", "estimate", "rel_error"]].to_string(index=False))
-    print(f"weights written to {out}")
+    if not (result.success or args.write_unsuccessful):
+        print(
+            f"calibopt calibrate: status {result.status!r} is not a success: no weights "
+            f"written (pass --write-unsuccessful to write them anyway).",
+            file=sys.stderr,
+        )
+        return 3
+    table = pd.DataFrame({"unit": ids, "weight": result.weights, "g": result.g})
+    write_table(table, out, overwrite=args.overwrite)
+    note = "" if result.success else f" (status {result.status!r}: not a success)"
+    print(f"weights written to {out}{note}")
     return 0 if result.success else 3
 
 
@@ -162,4 +162,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output weights file (.csv or .parquet)")
     p.add_argument("--diagnostics", help="also write the per-target fit table here")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--write-unsuccessful",
+        action="store_true",
+        help="write the weights even when the result is not a success (exit status 3)",
+    )
     p.set_defaults(func=_run)

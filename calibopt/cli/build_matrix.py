@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..datasets.files import atomic_output
 from ..datasets.rules import GeographyRules
 from ..errors import InvalidProblemError
+from ..files import atomic_output
 from ..matrix import MatrixBuilder
-from . import add_command
+from ._parsers import add_command
 from .targets import add_filter_arguments, filter_from_args
 
 __all__ = ["load_rules", "register"]

@@ -31,9 +31,9 @@ import numpy as np
 
 from ..errors import InvalidProblemError
 from ..matrix.columns import ColumnMap
-from . import add_command
+from ._parsers import add_command
+from ._tables import read_table
 from .build_matrix import load_rules
-from .calibrate import read_table
 
 __all__ = ["read_weights", "register"]
 

@@ -27,7 +27,7 @@ from ..allocation import (
 )
 from ..allocation.statute import GRANT_TYPES
 from ..errors import InvalidProblemError
-from .calibrate import read_table, write_table
+from ._tables import read_table, write_table
 
 __all__ = ["register"]
 

@@ -24,7 +24,7 @@ import argparse
 import pandas as pd
 
 from ..targets import TargetFilter, TargetsDatabase
-from . import add_command
+from ._parsers import add_command
 
 __all__ = ["add_filter_arguments", "filter_from_args", "register"]
 

@@ -1,8 +1,10 @@
-"""Sub-commands of the ``calibopt`` command: each module has ``register(subparsers)``."""
+"""What the sub-command modules share to build their parsers."""
 
 from __future__ import annotations
 
 import argparse
+
+__all__ = ["add_command"]
 
 
 def add_command(

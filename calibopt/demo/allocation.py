@@ -15,9 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .allocators import SonnenbergAllocator
-from .dollars import compare_allocations, lea_estimates
-from .synthetic import household_children, synthetic_lea_inputs, synthetic_state_minimum_rules
+from ..allocation import (
+    SonnenbergAllocator,
+    compare_allocations,
+    household_children,
+    lea_estimates,
+    synthetic_lea_inputs,
+    synthetic_state_minimum_rules,
+)
 
 __all__ = ["allocation_demo"]
 

@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .files import load
-from .stacked import StackedDataset
-from .verify import verify
+from ..stacking import StackedDataset, load, stack, verify
 
 __all__ = ["stacking_demo"]
 
@@ -54,8 +52,6 @@ def stacking_demo(
         ``persons``, ``file_kb``, ``seconds`` (stack + write), ``max_abs_error`` and
         ``max_rel_error`` of the file's totals against ``X @ w``.
     """
-    from . import stack
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     columns = matrix.columns
