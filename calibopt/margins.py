@@ -48,7 +48,7 @@ def parse_margins(margins: Mapping[str, Any] | pd.DataFrame) -> dict[str, Any]:
         )
         for var, lev, tot in zip(margins["variable"], levels, margins["total"]):
             var = str(var)
-            if lev is None or (isinstance(lev, float) and np.isnan(lev)) or lev == "":
+            if lev is None or pd.isna(lev) or (isinstance(lev, str) and lev == ""):
                 if var in out:
                     raise InvalidProblemError(f"`margins`: variable {var!r} given twice.")
                 out[var] = tot
@@ -129,15 +129,22 @@ def _codes(column: pd.Series, levels: list[Any], var: str) -> np.ndarray:
             f"`data[{var!r}]` has level(s) {absent_in_margins[:5]} with no population total in "
             f"`margins[{var!r}]` (levels there: {levels[:10]}); add their totals or recode them."
         )
-    seen = np.zeros(len(levels), dtype=bool)
-    seen[pos] = True
-    if not seen.all():
-        absent = [levels[j] for j in np.flatnonzero(~seen)]
-        raise InvalidProblemError(
-            f"`margins[{var!r}]` has level(s) {absent[:5]} that no unit in the sample has; "
-            f"their totals cannot be reached. Collapse them into neighbouring levels or drop them."
-        )
     return pos[codes]
+
+
+def _observed_levels(column: pd.Series, spec: dict[Any, Any], var: str) -> list[Any]:
+    """The margin's levels that some unit has; an absent level must have total 0 (dropped, as
+    R ``survey`` does), otherwise its total cannot be reached."""
+    present = {str(u) for u in pd.unique(column.dropna())}
+    absent = [lev for lev in spec if str(lev) not in present]
+    unreachable = [lev for lev in absent if _total(spec[lev], f"{var}={lev}") != 0]
+    if unreachable:
+        raise InvalidProblemError(
+            f"`margins[{var!r}]` has level(s) {unreachable[:5]} that no unit in the sample has "
+            f"but a non-zero total; their totals cannot be reached. Collapse them into "
+            f"neighbouring levels or drop them."
+        )
+    return [lev for lev in spec if lev not in absent]
 
 
 def margins_matrix(
@@ -165,6 +172,12 @@ def margins_matrix(
     spec = parse_margins(margins)
     if not spec and population is None:
         raise InvalidProblemError("`margins` is empty and no `population` was given.")
+    dup = data.columns[data.columns.duplicated()].unique().tolist()
+    if dup:
+        raise InvalidProblemError(
+            f"`data` has duplicated column name(s) {dup[:5]}; rename them so each margin "
+            f"variable names one column."
+        )
     missing = [v for v in spec if v not in data.columns]
     if missing:
         raise InvalidProblemError(
@@ -190,7 +203,7 @@ def margins_matrix(
     for var, s in spec.items():
         column = data[var]
         if isinstance(s, dict):
-            levels = list(s)
+            levels = _observed_levels(column, s, var)
             indices[:, col] = offset + _codes(column, levels, var)
             values[:, col] = 1.0
             for lev in levels:
@@ -251,6 +264,11 @@ def problem_from_margins(
     >>> problem = problem_from_margins(sample, {"sex": {"F": 510, "M": 490}, "income": 3.1e7},
     ...                                weights="pw")
     """
+    if not isinstance(data, pd.DataFrame):
+        raise InvalidProblemError(
+            f"`data` must be a pandas DataFrame (one row per unit), got {type(data).__name__}; "
+            f"wrap it with pd.DataFrame(...)."
+        )
     if isinstance(weights, str):
         if weights not in data.columns:
             raise InvalidProblemError(f"`weights` column {weights!r} is not in `data`.")

@@ -24,4 +24,5 @@ if [ -z "${CALIBOPT_TEST_POSTGRES_URL:-}" ]; then
 fi
 export CI="${CI:-true}"
 .venv/bin/ruff check calibopt tests benchmarks
+PYTHONPATH=. .venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest -q "$@"

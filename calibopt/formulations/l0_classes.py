@@ -48,8 +48,10 @@ def record_classes(
     nnz = np.diff(csc.indptr)
     key = pd.DataFrame({"nnz": nnz, "h1": h1, "h2": h2, "lo": lower, "hi": upper})
     idx = np.flatnonzero(active)
-    codes, _ = pd.factorize(pd.MultiIndex.from_frame(key.iloc[idx]), sort=False)
     labels = np.full(problem.n_units, -1, dtype=np.int64)
+    if idx.size == 0:
+        return labels, np.zeros(0, dtype=np.int64)
+    codes, _ = pd.factorize(pd.MultiIndex.from_frame(key.iloc[idx]), sort=False)
     labels[idx] = codes
     first = np.full(codes.max() + 1 if codes.size else 0, -1, dtype=np.int64)
     # first occurrence of each code, in record order

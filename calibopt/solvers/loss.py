@@ -94,10 +94,8 @@ def loss_weights(
     ndarray
         ``omega`` such that the loss is ``sum_j omega_j (X_j w - b_j)^2``.
     """
-    b = np.asarray(targets, dtype=np.float64).reshape(-1)
-    eps = _check_eps(eps, b)
-    c = group_coefficients(groups, b.size) if group_normalise else np.ones(b.size)
-    return c / (np.abs(b) + eps) ** 2
+    root = loss_roots(targets, groups, eps=eps, group_normalise=group_normalise)
+    return root * root  # (underflows to 0 for totals beyond ~1e154; use loss_roots there)
 
 
 def loss_roots(

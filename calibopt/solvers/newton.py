@@ -476,7 +476,7 @@ class DualNewton:
         self._mu = 0.0
         while True:
             r = self._residual(T, rows, lam, self._g, slacks)
-            crit = float(np.max(np.abs(r) / scale))
+            crit = float(np.max(np.abs(r) / scale, initial=0.0))
             history.append(crit)
             if callback is not None:
                 callback(it, crit)

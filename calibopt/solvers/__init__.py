@@ -1,0 +1,12 @@
+"""Engines that know no method: each takes arrays or a problem and returns numbers.
+
+* :mod:`.newton`, :mod:`.active_set`, :mod:`.kernels`, :mod:`.distances` -- the dual Newton
+  method of the distance methods, its exact/band drivers, numba kernels, distance objects;
+* :mod:`.feasibility` -- range checks, redundant targets, LP infeasibility certificates;
+* :mod:`.linear_program`, :mod:`.highs`, :mod:`.cvx` -- one (MI)LP data class and its HiGHS and
+  cvxpy bridges (also the cvxpy solver names and settings);
+* :mod:`.domain`, :mod:`.reweighted_l1` -- the sparse domain (semi-continuous bounds, implied
+  bounds) and the reweighted-L1 LP iterations;
+* :mod:`.ipf`, :mod:`.loss` -- IPF sweeps, the relative target loss;
+* :mod:`.hard_concrete` -- the torch Hard-Concrete engine.
+"""
