@@ -102,7 +102,7 @@ def test_truncated_with_disjoint_absolute_and_ratio_bounds_is_refused():
         ISSUE_X, ISSUE_B, initial_weights=np.full(9, 10.0), bounds=(0, hi), ratio_bounds=(0.5, 2)
     )
     for method in ("truncated", "logit", "linear", "ipf", "gradient"):
-        with pytest.raises(co.InvalidProblemError, match="unit 8.*do not intersect"):
+        with pytest.raises(co.InvalidProblemError, match=r"unit 8.*do not intersect"):
             co.calibrate(p, method=method)
     # a sparse method may drop the unit: its weight is then exactly 0
     r = co.calibrate(p.with_options(tolerance=0.05), method="l0-mip", time_limit=5)

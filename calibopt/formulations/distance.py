@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import CalibrationError, InvalidProblemError
+from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
 from ..solvers.active_set import newton_bands, newton_exact
