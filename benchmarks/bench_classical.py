@@ -16,7 +16,7 @@ Usage:
       [--cvxpy-max-n 100000] [--repeat 3] [--no-per-area]
 
 Peers run in their own virtual environments (numpy ranges clash): ``$CALIBOPT_PEER_VENVS/<name>``
-(default ``/work/venvs``) for samplics, balance, ipfn (with weightipy); R through ``Rscript``
+(default ``benchmarks/_venvs``, git-ignored) for samplics, balance, ipfn (with weightipy); R through ``Rscript``
 with the survey and sampling packages. A missing peer is skipped and the table says so.
 """
 
@@ -40,7 +40,7 @@ import calibopt as co
 
 HERE = Path(__file__).resolve().parent
 LEVELS = (5, 10, 50, 4)
-VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", "/work/venvs"))
+VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", Path(__file__).resolve().parent / "_venvs"))
 PY_PEERS = {"samplics": "samplics", "balance": "balance", "ipfn": "ipfn", "weightipy": "ipfn"}
 R_TOOLS = ("survey", "survey_sparse", "rake", "sampling")
 

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
 from ..solvers.distances import Distance
+from ..solvers.feasibility import lp_certificate
 
 __all__ = ["Prepared", "penalty_scale", "prepare"]
 
@@ -56,6 +57,20 @@ class Prepared:
         out = np.full(self.pos.shape[0], fill)
         out[self.pos] = values
         return out
+
+    def certify(self, problem: CalibrationProblem) -> None:
+        """Raise :class:`~calibopt.InfeasibleError` (an LP certificate naming the targets) when
+        no weights within the bounds and the distance's domain meet every band."""
+        wlo, whi = self.weight_domain()
+        band_lo, band_hi = problem.target_bands()
+        lp_certificate(
+            sp.csr_matrix(self.Xc),
+            self.scaled(band_lo),
+            self.scaled(band_hi),
+            wlo,
+            whi,
+            problem.target_names,
+        )
 
     def objective(self, g: np.ndarray) -> float:
         """``sum_i d_i G(g_i)`` (NaN for a distance given without ``G``)."""

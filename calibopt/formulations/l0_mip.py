@@ -183,6 +183,21 @@ def _message(out, label, proven, refit, soft, refit_note) -> str:
     return "; ".join(parts)
 
 
+def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed):
+    def maybe(fn, name, value, **kw):
+        return None if value is None else fn(name, value, **kw)
+
+    return (
+        maybe(number, "time_limit", time_limit, low=0.0, strict=True),
+        maybe(integer, "node_limit", node_limit, low=0),
+        number("mip_gap", mip_gap, low=0.0),
+        integer("warm_start_iter", warm_start_iter, low=1),
+        optional_text("refit", refit),
+        maybe(integer, "threads", threads, low=1),
+        maybe(integer, "seed", seed, low=0),
+    )
+
+
 @register_method(
     "l0-mip",
     aliases=("l0", "mip"),
@@ -259,17 +274,9 @@ def solve(
         ``node_limit`` for reproducible stops.
     """
     t_start = time.perf_counter()
-    if time_limit is not None:
-        time_limit = number("time_limit", time_limit, low=0.0, strict=True)
-    if node_limit is not None:
-        node_limit = integer("node_limit", node_limit, low=0)
-    mip_gap = number("mip_gap", mip_gap, low=0.0)
-    warm_start_iter = integer("warm_start_iter", warm_start_iter, low=1)
-    refit = optional_text("refit", refit)
-    if threads is not None:
-        threads = integer("threads", threads, low=1)
-    if seed is not None:
-        seed = integer("seed", seed, low=0)
+    time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed = _check_options(
+        time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed
+    )
     soft = objective == "error+count"
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
