@@ -15,7 +15,8 @@ weight of a column is its household's survey weight. Non-zeros, max and median r
 max g, time for: an LP vertex (HiGHS simplex on X w = b, w >= 0 -- no cap), reweighted-l1,
 l0-mip (whole problem; blocks by area), cross-category (paper; + linear refine), gradient,
 and the peers l0-python and microcalibrate when their virtual environments exist
-(``$CALIBOPT_PEER_VENVS/<name>``, default ``benchmarks/_venvs``); a missing peer is skipped and said so.
+(``$CALIBOPT_PEER_VENVS/<name>``, default ``benchmarks/_venvs``); a missing peer is skipped and
+said so.
 
 Usage:
   python benchmarks/bench_sparse.py [--part frontier|pareto|all] [--time-limit 60] [--quick]

@@ -10,10 +10,7 @@ HEAVY = ("pandas", "cvxpy", "highspy", "numba", "torch", "sqlalchemy", "h5py", "
 
 
 def test_import_loads_no_heavy_dependency():
-    code = (
-        "import sys, calibopt; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
+    code = f"import sys, calibopt; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported at `import calibopt`: {out.stdout.strip()}"
 
