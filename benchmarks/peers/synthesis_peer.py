@@ -68,11 +68,11 @@ def _microplex(d: Path, spec: dict) -> dict:
     synth = Synthesizer(target_vars=targets, condition_vars=["role_code"])
     flat["role_code"] = flat["role"].astype("category").cat.codes.astype(float)
     t = time.perf_counter()
-    synth.fit(flat)
+    synth.fit(flat, weight_col=None, verbose=False)
     fit = time.perf_counter() - t
     conditions = flat[["role_code"]].sample(n=spec["n_persons"], replace=True, random_state=0)
     t = time.perf_counter()
-    out = synth.generate(conditions.reset_index(drop=True))
+    out = synth.generate(conditions.reset_index(drop=True), seed=0)
     sample = time.perf_counter() - t
     out.to_parquet(d / "microplex_flat.parquet")
     return {"fit_s": fit, "sample_s": sample}

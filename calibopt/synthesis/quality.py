@@ -14,8 +14,9 @@ records than new real records do.
 
 The KS and TV definitions are those of SDMetrics (``KSComplement`` = 1 - KS,
 ``TVComplement`` = 1 - TV); SDMetrics itself is not a dependency because it requires
-pandas < 3, and its privacy metrics loop in Python per record. ``tests/test_synthesis_quality``
-checks our numbers against values SDMetrics computed on the same data.
+pandas < 3, and its privacy metrics loop in Python per record.
+``tests/test_synthesis_reweight.py`` checks our numbers against values SDMetrics computed on
+the same data.
 """
 
 from __future__ import annotations

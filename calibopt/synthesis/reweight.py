@@ -10,11 +10,15 @@ and state targets kept whole) and the home columns are kept, so memory scales wi
 x districts of one state, not with all districts. A person-level weight vector is refused.
 
 >>> from calibopt.datasets import synthetic_country
->>> from calibopt.synthesis import calibrate_households
+>>> from calibopt.synthesis import HierarchicalSynthesizer, calibrate_households
 >>> country = synthetic_country("tiny")
->>> cal = calibrate_households(country.dataset, country.targets_database(), rules=country.rules)
+>>> agg = {"household_size": None}
+>>> synth = HierarchicalSynthesizer(aggregates=agg).fit(country.dataset, rules=country.rules)
+>>> population = synth.generate(1200, seed=1, rules=country.rules)
+>>> cal = calibrate_households(population, country.targets_database(), rules=country.rules,
+...                            filter={"variables": ["household_count", "person_count"]})
 >>> cal.result.status, cal.weights.shape
-('optimal', (240,))
+('optimal', (1200,))
 """
 
 from __future__ import annotations

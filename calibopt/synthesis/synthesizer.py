@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -229,7 +229,3 @@ class Synthesizer:
             f"conditions={self.conditions}, {fitted})"
         )
 
-
-def fitted_columns(synths: Sequence[Synthesizer]) -> list[str]:
-    """Every target column of several synthesizers, in order."""
-    return [t for s in synths for t in s.targets]
