@@ -146,4 +146,6 @@ def test_quality_metrics_match_sdmetrics(tiny):
         assert 1 - m[c] == pytest.approx(ref[f"KSComplement.{c}"], abs=1e-12)
     assert 1 - m["role"] == pytest.approx(ref["TVComplement.role"], abs=1e-12)
     corr = report.correlations.set_index("pair").loc["age ~ employment_income", "difference"]
-    assert 1 - corr / 2 == pytest.approx(ref["CorrelationSimilarity.age~employment_income"], abs=1e-12)
+    assert 1 - corr / 2 == pytest.approx(
+        ref["CorrelationSimilarity.age~employment_income"], abs=1e-12
+    )

@@ -228,4 +228,3 @@ class Synthesizer:
             f"Synthesizer(model={self.model_name!r}, targets={self.targets}, "
             f"conditions={self.conditions}, {fitted})"
         )
-
