@@ -6,7 +6,9 @@
    (household x district columns), calibrates it, and prints the fit by target group;
 3. writes the calibrated weights as stacked HDF5 datasets (one household record per non-zero
    weight, re-indexed ids, a mapping CSV), reads them back and checks every target;
-4. follows the calibrated district estimates to Title I dollars per district.
+4. follows the calibrated district estimates to Title I dollars per district;
+5. synthesises a new population (household > tax unit > person), calibrates it by household
+   and stacks it.
 
 The numba kernels are compiled first, by a tiny calibration, so that no method's reported time
 includes the compilation (the time is printed once when it is noticeable).
@@ -27,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..demo.local_area import local_area_demo
     from ..demo.stacking import stacking_demo
     from ..demo.survey import survey_demo
+    from ..demo.synthesis import synthesis_demo
     from ..demo.warmup import warm_up
 
     outdir = Path(args.out)
@@ -45,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     stacking_demo(local.country, local.matrix, local.result, outdir / "stacked")
     print("\n== 4. from calibrated district estimates to Title I dollars ==")
     allocation_demo(local, seed=args.seed)
+    print("\n== 5. hierarchical synthesis, calibrated by household ==")
+    synthesis_demo(local, outdir, seed=args.seed)
     return 0
 
 
