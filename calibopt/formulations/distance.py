@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
@@ -101,7 +100,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
             wlo, whi = prep.weight_domain()
             band_lo, band_hi = problem.target_bands()
             lp_certificate(
-                sp.csr_matrix(prep.Xc),
+                prep.Xc,
                 prep.scaled(band_lo),
                 prep.scaled(band_hi),
                 wlo,

@@ -127,7 +127,7 @@ def solve_cvxpy(
         band_lo, band_hi = problem.target_bands()
         wlo, whi = prep.weight_domain()
         lp_certificate(
-            sp.csr_matrix(prep.Xc),
+            prep.Xc,
             prep.scaled(band_lo),
             prep.scaled(band_hi),
             wlo,

@@ -105,7 +105,8 @@ def newton_bands(
                 max_residual=0.0,
                 message="converged: no band target binds",
             )
-        est = matvec(engine.Xc, engine.d * g)
+        last = engine.last
+        est = last.xw if rows.size and last is not None else matvec(engine.Xc, engine.d * g)
         slack = epsilon * scale
         above = (~active) & (est > band_upper + slack)
         below = (~active) & (est < band_lower - slack)
