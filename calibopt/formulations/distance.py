@@ -129,7 +129,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
                 "problem is feasible: raise max_iter, or try solver='CLARABEL'"
             )
     obj = prep.objective(out.g)
-    w = prep.full(prep.d * out.g, 0.0)
+    w = prep.weights(out.g)
     if penalty is not None:
         b = prep.scaled(problem.targets)
         s = penalty_scale(b, engine.row_scale(np.zeros_like(b), np.arange(b.size)))
@@ -184,8 +184,9 @@ def solve_distance(
         if not isinstance(fallback, str):
             raise InvalidProblemError("`fallback` must be a cvxpy solver name or None.")
         fallback = resolve_solver(fallback)
-    prep = prepare(problem, get_distance(distance), method)
-    if solver is None or solver.lower() == "newton":
+    newton = solver is None or solver.lower() == "newton"
+    prep = prepare(problem, get_distance(distance), method, collapse=newton)
+    if newton:
         return _solve_newton(
             problem,
             prep,

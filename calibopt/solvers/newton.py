@@ -223,8 +223,8 @@ class DualNewton:
         ``mu > 0`` adds the Levenberg-Marquardt term ``mu diag(J)`` (``diag(X D X')`` on rows
         without curvature), which turns the step towards the scaled gradient as ``mu`` grows.
         """
-        ref = self.reference_curvature()[rows]
         if rows.size > self.dense_limit:
+            ref = self.reference_curvature()[rows]
             return self._cg_system(rows, ev, pdiag, cg_tol, crit, ref, relax)
         J = self._matrix(lam_full, slot, ev, J0, relax)
         lm = self._levenberg(rows, np.diag(J), crit)
@@ -233,7 +233,9 @@ class DualNewton:
         if pdiag is not None:
             J[np.diag_indices_from(J)] += pdiag
         base = np.diag(J).copy()
-        scale = np.where(base > 0, base, ref)
+        scale = base
+        if not np.all(base > 0):
+            scale = np.where(base > 0, base, self.reference_curvature()[rows])
 
         def solve(r, mu):
             if mu == 0:
