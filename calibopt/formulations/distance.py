@@ -54,6 +54,21 @@ def _check_ranges(problem: CalibrationProblem, prep: Prepared) -> None:
     )
 
 
+def _certify(problem: CalibrationProblem, prep: Prepared, stop_early: bool = False) -> float:
+    """The phase-1 LP (:func:`lp_certificate`): raises :class:`InfeasibleError` on a proof."""
+    wlo, whi = prep.weight_domain()
+    band_lo, band_hi = problem.target_bands()
+    return lp_certificate(
+        prep.Xc,
+        prep.scaled(band_lo),
+        prep.scaled(band_hi),
+        wlo,
+        whi,
+        problem.target_names,
+        stop_early=stop_early,
+    )
+
+
 def _run_newton(problem, prep, engine, *, epsilon, max_iter, penalty):
     """The Newton run for exact targets, bands or penalty mode."""
     b = prep.scaled(problem.targets)
@@ -80,6 +95,10 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     timings: dict[str, float] = {}
     if penalty is None:
         _check_ranges(problem, prep)
+        if np.any(problem.tolerance > 0):
+            # bands: certify infeasibility (or find that weights exist) before Newton; the
+            # phase-1 LP scales with the non-zeros and stops at the first proof either way
+            _certify(problem, prep, stop_early=True)
     timings["checks"] = time.perf_counter() - t0
     engine = DualNewton(prep.Xc, prep.d, prep.glo, prep.ghi, prep.dist, dense_limit)
     out, lam, dropped, info = _run_newton(
@@ -97,16 +116,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     if not out.converged:
         if penalty is None:
             # classify the failure: an LP over all targets proves infeasibility, naming them
-            wlo, whi = prep.weight_domain()
-            band_lo, band_hi = problem.target_bands()
-            lp_certificate(
-                prep.Xc,
-                prep.scaled(band_lo),
-                prep.scaled(band_hi),
-                wlo,
-                whi,
-                problem.target_names,
-            )
+            _certify(problem, prep)
         if fallback is not None and prep.dist.has_objective:
             # feasible, but the semi-smooth Newton method did not converge (degenerate
             # problems: more binding bands and bounds than free units); an interior-point

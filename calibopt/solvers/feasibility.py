@@ -169,6 +169,8 @@ def lp_certificate(
     whi: np.ndarray,
     names: list[str],
     raise_if_infeasible: bool = True,
+    *,
+    stop_early: bool = False,
 ) -> float:
     """Phase-1 LP over all targets at once; raise :class:`InfeasibleError` with a certificate.
 
@@ -191,6 +193,9 @@ def lp_certificate(
         Target names (for the message).
     raise_if_infeasible
         Raise when infeasibility is proven (default); otherwise return the shortfall.
+    stop_early
+        Stop at the first proof of infeasibility (the shortfall reported is then an upper
+        bound, and the proven lower bound is quoted) or the first feasible point (returns 0).
 
     Returns
     -------
@@ -198,13 +203,13 @@ def lp_certificate(
         The optimal scaled shortfall (0 when feasible; NaN when the LP did not finish
         without proving infeasibility).
     """
-    res = phase_one(X, band_lo, band_hi, wlo, whi)
+    res = phase_one(X, band_lo, band_hi, wlo, whi, stop_above=INFEASIBLE if stop_early else np.inf)
     proven = res.bound > INFEASIBLE
     if not proven:
         if res.optimal or res.shortfall <= INFEASIBLE:
             return max(res.shortfall, 0.0)
         return float("nan")
-    short = max(res.shortfall, res.bound)
+    short = res.shortfall if res.optimal else res.bound
     if not raise_if_infeasible:
         return short
     y = res.y
@@ -215,9 +220,9 @@ def lp_certificate(
     worst = np.argsort(-np.abs(gaps) / c_scale)[:5]
     detail = ", ".join(f"{names[j]!r} misses by {gaps[j]:.6g}" for j in worst if gaps[j] != 0)
     raise InfeasibleError(
-        f"no weights within the bounds meet all targets together: the closest weights (LP, "
-        f"HiGHS) still leave a scaled shortfall of {short:.3g} ({detail}); the LP duals prove "
-        f"it on every unit (bound {res.bound:.3g}). The targets involved (non-zero LP "
+        f"no weights within the bounds meet all targets together: the LP duals prove on every "
+        f"unit that the scaled shortfall is at least {res.bound:.3g} (weights found by the "
+        f"LP, HiGHS: {res.shortfall:.3g}; {detail}). The targets involved (non-zero LP "
         f"multipliers): {_fmt(names, involved)}. Widen the bounds, add tolerances, or use "
         f"penalty mode to trade them off.",
         targets=[names[j] for j in involved],

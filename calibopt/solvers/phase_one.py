@@ -37,6 +37,8 @@ ALL_COLUMNS = 50_000
 """Up to this many units the master holds every unit from the start (one solve)."""
 FEASIBLE = 1e-12
 """A master shortfall at or below this ends the search: its weights meet every band."""
+GAP = 1e-6
+"""Relative gap between the master's shortfall and the dual bound that counts as optimal."""
 MAX_ROUNDS = 200
 """Column-generation rounds before giving up (the bound so far is still valid)."""
 
@@ -94,6 +96,14 @@ def dual_bound(
     return total if np.isfinite(total) else -np.inf
 
 
+def _bound(z, y, v, gain, band_lo, band_hi) -> float:
+    """``L(y)`` from ``z = X' y`` and the gains (``L = -z'v - sum gain + band part``)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        b = np.where(y > 0, y * band_lo, np.where(y < 0, y * band_hi, 0.0))
+        total = -float(z @ v) - float(np.sum(gain)) + float(np.sum(b))
+    return total if np.isfinite(total) else -np.inf
+
+
 def _highs():
     import highspy
 
@@ -101,7 +111,11 @@ def _highs():
 
 
 def _master(m: int, c_scale, band_lo, band_hi, rhs):
-    """The master LP with its slack and band columns only (units are added later)."""
+    """The master LP with its slack and band columns only (units are added later).
+
+    Row ``j`` is divided by ``c_j`` (the shortfall in units of the band: costs 1, duals in
+    [-1, 1]), which HiGHS's absolute tolerances need when totals run to billions.
+    """
     highspy = _highs()
     inf = highspy.kHighsInf
     h = highspy.Highs()
@@ -115,25 +129,30 @@ def _master(m: int, c_scale, band_lo, band_hi, rhs):
     def fin(v):
         return np.where(np.isposinf(v), inf, np.where(np.isneginf(v), -inf, v))
 
-    h.addRows(m, fin(rhs), fin(rhs), 0, np.zeros(0, np.int32), np.zeros(0, np.int32), [])
-    h.addCols(m, 1.0 / c_scale, np.zeros(m), np.full(m, inf), m, starts, eye, ones)  # s+
-    h.addCols(m, 1.0 / c_scale, np.zeros(m), np.full(m, inf), m, starts, eye, -ones)  # s-
-    h.addCols(m, np.zeros(m), fin(band_lo), fin(band_hi), m, starts, eye, -ones)  # e
+    r = rhs / c_scale
+    h.addRows(m, fin(r), fin(r), 0, np.zeros(0, np.int32), np.zeros(0, np.int32), [])
+    h.addCols(m, ones, np.zeros(m), np.full(m, inf), m, starts, eye, ones)  # s+
+    h.addCols(m, ones, np.zeros(m), np.full(m, inf), m, starts, eye, -ones)  # s-
+    e_lo, e_hi = fin(band_lo / c_scale), fin(band_hi / c_scale)
+    h.addCols(m, np.zeros(m), e_lo, e_hi, m, starts, eye, -ones)  # e / c
     return h, fin
 
 
-def _add_units(h, fin, Xc, cols, lo, hi) -> None:
+def _add_units(h, fin, Xc, cols, lo, hi, c_scale, s_scale) -> None:
+    """Units ``cols`` as master columns, in units of ``s_i`` (rows divided by ``c_j``)."""
     sub = Xc[:, cols]
     sub.sort_indices()
+    counts = np.diff(sub.indptr)
+    data = sub.data / c_scale[sub.indices] * np.repeat(s_scale[cols], counts)
     h.addCols(
         cols.size,
         np.zeros(cols.size),
-        fin(lo[cols]),
-        fin(hi[cols]),
+        fin(lo[cols] / s_scale[cols]),
+        fin(hi[cols] / s_scale[cols]),
         sub.nnz,
         sub.indptr[:-1].astype(np.int32),
         sub.indices.astype(np.int32),
-        sub.data.astype(np.float64),
+        data.astype(np.float64),
     )
 
 
@@ -146,6 +165,7 @@ def phase_one(
     *,
     batch: int | None = None,
     max_rounds: int = MAX_ROUNDS,
+    stop_above: float = np.inf,
 ) -> PhaseOne:
     """Solve the phase-1 LP of the module docstring by column generation.
 
@@ -161,6 +181,9 @@ def phase_one(
         Units added per round (default ``max(1000, 4 * n_targets)``, the most violated).
     max_rounds
         Rounds before stopping; the bound returned stays valid.
+    stop_above
+        Stop as soon as the dual bound exceeds this (infeasibility is then proven; the
+        shortfall reported is the master's, an upper bound).
     """
     t0 = time.perf_counter()
     Xc = Xc if sp.issparse(Xc) and Xc.format == "csc" else sp.csc_matrix(Xc)
@@ -172,6 +195,8 @@ def phase_one(
     c_scale = np.where(np.isfinite(c_scale), c_scale, 1.0)
     v = np.clip(0.0, wlo, whi)
     lo, hi = wlo - v, whi - v  # shifted: every unit outside the master sits at 0
+    span = np.maximum(np.abs(lo), np.abs(hi))
+    s_scale = np.where(np.isfinite(span) & (span > 0), span, 1.0)  # master columns in [-1, 1]
     rhs = -matvec(Xc, v) if np.any(v) else np.zeros(m)
     h, fin = _master(m, c_scale, band_lo, band_hi, rhs)
     inside = np.zeros(n, dtype=bool)
@@ -182,26 +207,32 @@ def phase_one(
     rounds = 0
     optimal = False
     y = np.zeros(m)
+    bound = -np.inf
     while rounds < max_rounds:
         if order.size:
-            _add_units(h, fin, Xc, order, lo, hi)
+            _add_units(h, fin, Xc, order, lo, hi, c_scale, s_scale)
             inside[order] = True
             added.append(order)
         h.run()
         rounds += 1
-        sol = h.getSolution()
-        y = np.asarray(sol.row_dual, dtype=np.float64)
-        if h.getInfo().objective_function_value <= FEASIBLE:
+        y = np.asarray(h.getSolution().row_dual, dtype=np.float64) / c_scale
+        shortfall = float(h.getInfo().objective_function_value)
+        if shortfall <= FEASIBLE:
             optimal = True  # a feasible point: nothing to price
             break
-        z = rmatvec(Xc, y)  # reduced cost of unit i: -z_i
-        tol = 1e-9 * max(1.0, float(np.max(np.abs(z), initial=0.0)))
-        gain = np.where((z > tol) & (hi > 0), z, 0.0) + np.where((z < -tol) & (lo < 0), -z, 0.0)
-        gain[inside] = 0.0
-        cand = np.flatnonzero(gain)
-        if cand.size == 0:
-            optimal = True
+        y = np.clip(y, -1.0 / c_scale, 1.0 / c_scale)
+        z = rmatvec(Xc, y)
+        # how far unit i could lower the Lagrangian from its value in the master (at v)
+        with np.errstate(invalid="ignore"):
+            gain = np.maximum(np.where(z > 0, z * hi, 0.0), np.where(z < 0, z * lo, 0.0))
+        bound = _bound(z, y, v, gain, band_lo, band_hi)
+        if bound > stop_above or shortfall - bound <= GAP * max(1.0, shortfall):
+            optimal = shortfall - bound <= GAP * max(1.0, shortfall)
             break
+        gain[inside] = 0.0
+        cand = np.flatnonzero(gain > 0)
+        if cand.size == 0:
+            break  # numerically stuck: the bound so far stays valid
         if cand.size > batch:
             cand = cand[np.argpartition(-gain[cand], batch)[:batch]]
         order = np.sort(cand)
@@ -209,9 +240,11 @@ def phase_one(
     x = np.asarray(sol.col_value, dtype=np.float64)
     w = v.copy()
     if added:
-        w[np.concatenate(added)] += x[3 * m :]
+        units = np.concatenate(added)
+        w[units] += x[3 * m :] * s_scale[units]
     shortfall = float(h.getInfo().objective_function_value)
-    bound = dual_bound(Xc, y, band_lo, band_hi, wlo, whi, c_scale)
+    if not np.isfinite(bound):
+        bound = dual_bound(Xc, y, band_lo, band_hi, wlo, whi, c_scale)
     return PhaseOne(
         shortfall=shortfall,
         bound=bound,
