@@ -122,6 +122,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
             # problems: more binding bands and bounds than free units); an interior-point
             # solver takes the same model
             try:
+                fallback = resolve_solver(fallback)
                 res = solve_cvxpy(problem, prep, method, fallback, penalty, None, False, t0)
             except Exception as exc:
                 message += f"; the {fallback} fallback failed too ({type(exc).__name__}: {exc})"
@@ -193,7 +194,9 @@ def solve_distance(
     if fallback is not None:
         if not isinstance(fallback, str):
             raise InvalidProblemError("`fallback` must be a cvxpy solver name or None.")
-        fallback = resolve_solver(fallback)
+        # the name is checked against cvxpy's solvers when the fallback is used: importing
+        # cvxpy costs about a second, which a call that Newton solves should not pay
+        fallback = fallback.strip().upper()
     newton = solver is None or solver.lower() == "newton"
     prep = prepare(problem, get_distance(distance), method, collapse=newton)
     if newton:
