@@ -21,7 +21,8 @@ Three parts, each printed as a table measured in this run:
 
 Usage::
 
-    flock /tmp/calibopt-heavy.lock python benchmarks/bench_newton.py [--part all|user|iteration|first]
+    flock /tmp/calibopt-heavy.lock python benchmarks/bench_newton.py
+        [--part all|user|iteration|first]
         [--sizes 1000000 10000000] [--peer-max-n 1000000] [--repeat 3] [--peers all|none|LIST]
 """
 
@@ -48,7 +49,11 @@ import bench_classical as bc  # noqa: E402
 import calibopt as co  # noqa: E402
 
 PY_PEERS = ("balance", "samplics", "ipfn", "weightipy")
-R_LABELS = {"survey": "R survey::calibrate", "rake": "R survey::rake", "sampling": "R sampling::calib"}
+R_LABELS = {
+    "survey": "R survey::calibrate",
+    "rake": "R survey::rake",
+    "sampling": "R sampling::calib",
+}
 
 
 def best(fn, repeat: int):
@@ -66,7 +71,7 @@ def part_user(sizes, repeat, peer_max_n, peers) -> list[dict]:
         for n in sizes:
             codes, cont, d, margins = bc.make_units(n, kind)
             df = bc.frame(codes, cont, kind)
-            secs, (w, res) = best(lambda: bc.run_ours(df, d, margins, kind)[1:], repeat)
+            secs, (w, res) = best(lambda a=(df, d, margins, kind): bc.run_ours(*a)[1:], repeat)
             err = bc.margin_error(w, codes, cont, margins)
             rows.append(dict(kind=kind, n=n, tool="calibopt", seconds=secs, err=err,
                              note=f"{res.iterations} Newton steps"))  # fmt: skip
@@ -83,7 +88,8 @@ def part_user(sizes, repeat, peer_max_n, peers) -> list[dict]:
                 for tool, (out, note) in bc.run_r(folder, kind, r_tools, 900, repeat).items():
                     rows.append(dict(kind=kind, n=n, tool=R_LABELS[tool],
                                      seconds=None if out is None else out[0],
-                                     err=None if out is None else bc.margin_error(out[1], codes, cont, margins),
+                                     err=None if out is None
+                                     else bc.margin_error(out[1], codes, cont, margins),
                                      note=note))  # fmt: skip
                 for tool in PY_PEERS:
                     if tool not in peers or kind != "raking":
@@ -91,7 +97,8 @@ def part_user(sizes, repeat, peer_max_n, peers) -> list[dict]:
                     out, note = bc.run_python_peer(tool, folder, kind, 900, repeat)
                     rows.append(dict(kind=kind, n=n, tool=tool,
                                      seconds=None if out is None else out[0],
-                                     err=None if out is None else bc.margin_error(out[1], codes, cont, margins),
+                                     err=None if out is None
+                                     else bc.margin_error(out[1], codes, cont, margins),
                                      note=note))  # fmt: skip
             print(f"done {kind} n={n}", file=sys.stderr, flush=True)
     return rows
@@ -148,11 +155,11 @@ def part_iteration(sizes, repeat) -> list[dict]:
                 ev = Evaluator(X, prep.d, None, None, dist)
                 lam = np.random.default_rng(1).normal(size=X.shape[0]) * 1e-3
                 ev(lam, 0, gram=True)
-                t_pass, _ = best(lambda: ev(lam, 0, gram=True), repeat)
-                t_eval, _ = best(lambda: ev(lam, 0, gram=False), repeat)
+                t_pass, _ = best(lambda e=ev, x=lam: e(x, 0, gram=True), repeat)
+                t_eval, _ = best(lambda e=ev, x=lam: e(x, 0, gram=False), repeat)
                 eng = DualNewton(X, prep.d, prep.glo, prep.ghi, dist)
                 b = prep.scaled(p.targets)
-                t_solve, out = best(lambda: eng.solve(b), repeat)
+                t_solve, out = best(lambda e=eng, t=b: e.solve(t), repeat)
                 rows.append(dict(kind=kind, n=n, columns=X.shape[1], nnz=X.nnz,
                                  collapsed=collapse, bound=bound, fused=t_pass, trial=t_eval,
                                  per_iter=t_solve / max(out.iterations, 1),
@@ -169,7 +176,7 @@ import calibopt as co
 codes, cont, d, margins = bc.make_units({n}, "raking")
 df = bc.frame(codes, cont, "raking")
 t1 = time.perf_counter()
-import calibopt.formulations  # the methods' modules (pandas, scipy.optimize): imports, not compiling
+import calibopt.formulations  # the methods' modules (pandas, scipy.optimize): not compiling
 t2 = time.perf_counter()
 out = []
 for _ in range(3):
@@ -233,8 +240,10 @@ def main(argv=None) -> int:
         rows = part_iteration(args.sizes, args.repeat)
         print(f"\n## Newton per iteration vs one pass's memory traffic "
               f"(copy bandwidth {rows[0]['bandwidth'] / 1e9:.1f} GB/s)")  # fmt: skip
-        print("| problem | n | columns | nnz | units merged | bound ms | fused pass ms (x bound) "
-              "| trial pass ms | Newton s/iteration (x bound) | iterations |")
+        print(
+            "| problem | n | columns | nnz | units merged | bound ms | fused pass ms (x bound) "
+            "| trial pass ms | Newton s/iteration (x bound) | iterations |"
+        )
         print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
             print(f"| {r['kind']} | {r['n']:,} | {r['columns']:,} | {r['nnz']:,} | "

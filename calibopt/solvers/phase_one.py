@@ -215,6 +215,7 @@ def phase_one(
             added.append(order)
         h.run()
         rounds += 1
+        bound = -np.inf  # of this round's duals (computed below, or after the loop)
         y = np.asarray(h.getSolution().row_dual, dtype=np.float64) / c_scale
         shortfall = float(h.getInfo().objective_function_value)
         if shortfall <= FEASIBLE:
