@@ -165,6 +165,7 @@ class DualNewton:
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []
         self._mu = 0.0
+        self.epsilon = 1e-10
         self.last: Evaluation | None = None
 
     # ------------------------------------------------------------------ pieces
@@ -184,6 +185,10 @@ class DualNewton:
         if self._ref is None:
             self._ref = weighted_row_sq(self.Xc, self.d)
         return self._ref
+
+    def set_reference_curvature(self, ref: np.ndarray) -> None:
+        """Give :meth:`reference_curvature` when the caller has it (``diag(X D X')``)."""
+        self._ref = ref
 
     def _levenberg(self, rows, diagJ, crit) -> np.ndarray | None:
         """``mu diag(X D X')_jj`` on rows left with little curvature (``LM_WEAK``).
@@ -333,7 +338,15 @@ class DualNewton:
         accepted = False
         lam_try, phi_try, ev = lam, phi, None
         armijo = self.dist.has_objective
-        speculate = rows.size <= self.dense_limit and self.evaluator.fused() is not None
+        # the next Newton matrix is formed in the trial pass unless this step should be the
+        # last (quadratic convergence predicts crit^2; a quadratic distance is exact in one
+        # step unless its set of units on bounds changes)
+        speculate = (
+            rows.size <= self.dense_limit
+            and not self.dist.quadratic
+            and crit * crit > self.epsilon
+            and self.evaluator.fused() is not None
+        )
         for attempt in range(LM_ATTEMPTS):
             delta, how = solve(r, mu)
             if how not in self._solvers:
@@ -415,6 +428,7 @@ class DualNewton:
             ``lam`` has one entry per row of ``rows``.
         """
         t0 = time.perf_counter()
+        self.epsilon = epsilon
         p = self.Xc.shape[0]
         rows = np.arange(p) if rows is None else np.asarray(rows)
         self.evaluator.set_rows(rows)
