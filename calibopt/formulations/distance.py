@@ -27,7 +27,7 @@ from ..result import CalibrationResult
 from ..solvers.active_set import newton_bands, newton_exact
 from ..solvers.cvx import resolve_solver
 from ..solvers.distances import DISTANCES, Distance, get_distance
-from ..solvers.feasibility import check_target_ranges, lp_certificate
+from ..solvers.feasibility import check_target_ranges
 from ..solvers.kernels import matvec
 from ..solvers.newton import DENSE_LIMIT, DualNewton, Slacks
 from ..validate import integer, number
@@ -51,21 +51,6 @@ def _check_ranges(problem: CalibrationProblem, prep: Prepared) -> None:
         problem.target_names,
         open_lower=prep.dist.open_lower and not np.any(prep.glo > 0),
         domain=domain,
-    )
-
-
-def _certify(problem: CalibrationProblem, prep: Prepared, stop_early: bool = False) -> float:
-    """The phase-1 LP (:func:`lp_certificate`): raises :class:`InfeasibleError` on a proof."""
-    wlo, whi = prep.weight_domain()
-    band_lo, band_hi = problem.target_bands()
-    return lp_certificate(
-        prep.Xc,
-        prep.scaled(band_lo),
-        prep.scaled(band_hi),
-        wlo,
-        whi,
-        problem.target_names,
-        stop_early=stop_early,
     )
 
 
@@ -98,7 +83,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
         if np.any(problem.tolerance > 0):
             # bands: certify infeasibility (or find that weights exist) before Newton; the
             # phase-1 LP scales with the non-zeros and stops at the first proof either way
-            _certify(problem, prep, stop_early=True)
+            prep.certify(problem, stop_early=True)
     timings["checks"] = time.perf_counter() - t0
     engine = DualNewton(prep.Xc, prep.d, prep.glo, prep.ghi, prep.dist, dense_limit)
     out, lam, dropped, info = _run_newton(
@@ -116,7 +101,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     if not out.converged:
         if penalty is None:
             # classify the failure: an LP over all targets proves infeasibility, naming them
-            _certify(problem, prep)
+            prep.certify(problem)
         if fallback is not None and prep.dist.has_objective:
             # feasible, but the semi-smooth Newton method did not converge (degenerate
             # problems: more binding bands and bounds than free units); an interior-point

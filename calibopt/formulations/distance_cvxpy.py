@@ -22,7 +22,6 @@ from ..problem import CalibrationProblem
 from ..result import CalibrationResult
 from ..solvers.cvx import resolve_solver, solve_model
 from ..solvers.distances import Distance, get_distance
-from ..solvers.feasibility import lp_certificate
 from ..solvers.kernels import weighted_row_abs
 from .distance_prepare import Prepared, penalty_scale, prepare
 
@@ -124,16 +123,7 @@ def solve_cvxpy(
     t_build = time.perf_counter() - t0
     status, secs = solve_model(model, name, solver_options, verbose)
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
-        band_lo, band_hi = problem.target_bands()
-        wlo, whi = prep.weight_domain()
-        lp_certificate(
-            prep.Xc,
-            prep.scaled(band_lo),
-            prep.scaled(band_hi),
-            wlo,
-            whi,
-            problem.target_names,
-        )
+        prep.certify(problem)
         raise InfeasibleError(
             f"{name} reports the {method} program infeasible, but an LP over the same targets "
             f"and bounds finds weights; the distance's domain (e.g. w > 0 for raking) may be "

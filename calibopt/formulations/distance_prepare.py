@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
 from ..solvers.distances import Distance
+from ..solvers.feasibility import lp_certificate
 from ..solvers.kernels import row_absmax
 
 __all__ = ["Prepared", "penalty_scale", "prepare"]
@@ -74,6 +75,15 @@ class Prepared:
         if self.labels is None:
             return self.full(self.d * g, 0.0)
         return self.full(self.d_units * g[self.labels], 0.0)
+
+    def certify(self, problem: CalibrationProblem, stop_early: bool = False) -> float:
+        """The phase-1 LP over every target band and weight bound (:func:`lp_certificate`):
+        raises :class:`~calibopt.errors.InfeasibleError` when it proves no weights exist."""
+        wlo, whi = self.weight_domain()
+        band_lo, band_hi = (self.scaled(v) for v in problem.target_bands())
+        return lp_certificate(
+            self.Xc, band_lo, band_hi, wlo, whi, problem.target_names, stop_early=stop_early
+        )
 
     def objective(self, g: np.ndarray) -> float:
         """``sum_i d_i G(g_i)`` (NaN for a distance given without ``G``)."""

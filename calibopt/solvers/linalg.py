@@ -1,4 +1,4 @@
-"""Dense and sparse solves of the symmetric positive semi-definite Newton system."""
+"""Dense, sparse and matrix-free solves of the symmetric positive semi-definite Newton system."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import scipy.linalg as la
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-__all__ = ["SPARSE_DENSITY", "SPARSE_MIN", "SPARSE_RIDGE", "solve_symmetric_psd"]
+__all__ = [
+    "SPARSE_DENSITY",
+    "SPARSE_MIN",
+    "SPARSE_RIDGE",
+    "matrix_free",
+    "solve_symmetric_psd",
+]
 
 SPARSE_MIN = 1_000
 """From this many targets, a Newton matrix with few non-zeros is factorised as sparse."""
@@ -69,3 +75,39 @@ def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.fi
         how = "pseudo-inverse"
     x[idx] = y * s
     return x, how
+
+
+def matrix_free(Xc, v, rows, diag, pdiag, scale, cg_tol):
+    """``solve(r, mu) -> (delta, how)`` for ``(X_rows diag(v) X_rows' + P + mu diag(scale))
+    delta = r`` by conjugate gradients (Jacobi preconditioner ``diag + mu scale``), never
+    forming the matrix: two passes over X per product."""
+    from .kernels import matvec, rmatvec
+
+    full = np.zeros(Xc.shape[0])
+    ubuf = np.empty(Xc.shape[1])
+    m = rows.size
+
+    def solve(r, mu):
+        d_mu = diag + mu * scale
+        live = d_mu > 0
+        inv = np.where(live, 1.0 / np.where(live, d_mu, 1.0), 0.0)
+
+        def op(x):
+            full[rows] = x
+            rmatvec(Xc, full, ubuf)
+            np.multiply(ubuf, v, out=ubuf)
+            out = matvec(Xc, ubuf)[rows]
+            if pdiag is not None:
+                out += pdiag * x
+            if mu:
+                out += mu * scale * x
+            return out
+
+        A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
+        M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
+        x, info = spla.cg(
+            A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
+        )
+        return x, "cg" if info == 0 else "cg-unconverged"
+
+    return solve

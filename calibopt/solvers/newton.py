@@ -38,16 +38,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from .distances import Distance
 from .evaluate import Evaluation, Evaluator
-from .kernels import matvec, rmatvec, weighted_row_abs, weighted_row_sq
-from .linalg import solve_symmetric_psd
+from .kernels import weighted_row_abs, weighted_row_sq
+from .linalg import matrix_free, solve_symmetric_psd
+from .newton_parts import NewtonOutcome, Slacks
 
 __all__ = [
     "DENSE_LIMIT",
@@ -76,51 +75,6 @@ LM_WEAK = 1e-10
 """A row keeping less than this share of its unclipped curvature gets a Levenberg term."""
 LM_SCALE = 1e-3
 """Size of that Levenberg term relative to the unclipped curvature (times the residual)."""
-
-
-@dataclass
-class NewtonOutcome:
-    """What one run of the dual Newton method produced."""
-
-    lam: np.ndarray
-    g: np.ndarray
-    converged: bool
-    iterations: int
-    max_residual: float
-    message: str
-    history: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    linear_solvers: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Slacks:
-    """Per-row slacks ``e_j`` with cost ``c_j e_j^2 / 2`` and box ``|e_j| <= t_j``.
-
-    A row ``j`` asks ``X_j w - e_j = T_j``. Penalty mode is ``t = inf``, ``c = mu D / s_j^2``;
-    a tolerance band is ``t_j = tol_j |b_j|`` with a tiny ``c_j`` (inside the band the slack
-    absorbs the difference almost for free; at an end it is clipped and the row becomes an
-    equality at that end). In the dual, ``e*(lambda) = clip(-lambda / c, -t, t)``, the
-    residual gains ``+ e*`` and the Newton matrix gains ``1 / c`` on rows whose slack is not
-    clipped; the dual loses ``h(lambda) = sup_{|e| <= t} (-lambda e - c e^2 / 2)``.
-    """
-
-    cost: np.ndarray
-    width: np.ndarray
-
-    def e(self, lam: np.ndarray) -> np.ndarray:
-        """The optimal slack for multipliers ``lam``."""
-        return np.clip(-lam / self.cost, -self.width, self.width)
-
-    def curvature(self, lam: np.ndarray) -> np.ndarray:
-        """``1 / c`` where the slack is inside its box, 0 where clipped."""
-        inside = np.abs(lam) < self.cost * self.width
-        return np.where(inside, 1.0 / self.cost, 0.0)
-
-    def h(self, lam: np.ndarray) -> float:
-        """``sum_j h_j(lambda_j)`` (the slacks' share of the dual)."""
-        e = self.e(lam)
-        return float(np.sum(-lam * e - 0.5 * self.cost * e * e))
 
 
 class DualNewton:
@@ -253,7 +207,6 @@ class DualNewton:
 
     def _cg_system(self, rows, ev, pdiag, cg_tol, crit, ref, relax):
         """Matrix-free CG on ``(J + mu diag) delta = r`` with a Jacobi preconditioner."""
-        p = self.Xc.shape[0]
         v = np.empty(self.Xc.shape[1])
         with np.errstate(over="ignore", invalid="ignore"):
             if relax:
@@ -268,34 +221,7 @@ class DualNewton:
         if pdiag is not None:
             diag = diag + pdiag
         scale = np.where(diag > 0, diag, ref)
-        full = np.zeros(p)
-        ubuf = np.empty(self.Xc.shape[1])
-        m = rows.size
-
-        def solve(r, mu):
-            d_mu = diag + mu * scale
-            live = d_mu > 0
-            inv = np.where(live, 1.0 / np.where(live, d_mu, 1.0), 0.0)
-
-            def op(x):
-                full[rows] = x
-                rmatvec(self.Xc, full, ubuf)
-                np.multiply(ubuf, v, out=ubuf)
-                out = matvec(self.Xc, ubuf)[rows]
-                if pdiag is not None:
-                    out += pdiag * x
-                if mu:
-                    out += mu * scale * x
-                return out
-
-            A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
-            M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
-            x, info = spla.cg(
-                A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
-            )
-            return x, "cg" if info == 0 else "cg-unconverged"
-
-        return solve
+        return matrix_free(self.Xc, v, rows, diag, pdiag, scale, cg_tol)
 
     # ------------------------------------------------------------------ driver
     def row_scale(self, T: np.ndarray, rows: np.ndarray) -> np.ndarray:
