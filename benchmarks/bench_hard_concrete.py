@@ -10,7 +10,7 @@ Two problems, both built by calibopt itself (``calibopt.datasets`` + ``calibopt.
   of the whole run (matrix build included) and the model's own bytes, epochs until the mean
   relative error of the deterministic weights first reaches 1%, the non-zeros, and the fit
   before and after the polish. For l0-python and microcalibrate: seconds per epoch and peak
-  memory on the same matrix (each in its own virtual environment under ``/work/venvs``).
+  memory on the same matrix (each in its own virtual environment under ``benchmarks/_venvs``).
 * **100k** — 1 state, 25 districts x 4,000 households = 100,000 columns, 328 targets:
   calibopt with polish vs l0-python for 1,000 epochs: non-zeros, max relative error, seconds.
 
@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", "/work/venvs"))
+VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", HERE / "_venvs"))
 PEERS = ("l0-python", "microcalibrate")
 GIB = 2**30
 
