@@ -17,7 +17,8 @@ Usage:
 
 Peers run in their own virtual environments (numpy ranges clash): ``$CALIBOPT_PEER_VENVS/<name>``
 (default ``benchmarks/_venvs``, git-ignored) for samplics, balance, ipfn (with weightipy); R
-through ``Rscript`` with the survey and sampling packages. A missing peer is skipped and the table says so.
+through ``Rscript`` with the survey and sampling packages. A missing peer is skipped and the
+table says so.
 """
 
 from __future__ import annotations
