@@ -23,15 +23,20 @@ residual improves less than 2x over ``STALL_WINDOW`` iterations (degenerate prob
 binding bands and bounds than free units), and callers may then hand the same model to an
 interior-point solver.
 
-The system is dense ``p x p`` (numba Gram kernel; Cholesky, pseudo-inverse when singular, or
-sparse LU when the matrix is large and sparse, as in local-area problems) for up to
-``dense_limit`` targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
+Every trial point costs one pass over X (:mod:`calibopt.solvers.evaluate`): the weights, the
+estimates, the dual's conjugate sum and, for the full Newton step that is usually accepted,
+the next Newton matrix, all in the same pass; a step predicted to be the last (``crit^2 <
+epsilon``, or any step of a quadratic distance) skips the matrix. The system is dense
+``p x p`` (Cholesky, pseudo-inverse when singular, or sparse LU when the matrix is large and
+sparse, as in local-area problems; :mod:`calibopt.solvers.linalg`) for up to ``dense_limit``
+targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
 scale-invariant: ``max_j |r_j| / s_j < epsilon`` with ``s_j = |T_j|`` (R divides by
 ``1 + |T_j|``, the same for totals well above 1) or, for a zero total, the row's gross activity
 ``sum_i |X_ji| d_i``. A distance without ``G`` globalises on the residual norm instead of the
 dual. The solver can work on a subset of the rows of X (the
 others get ``lambda_j = 0``), which the removal of redundant targets uses without copying the
-matrix. Work vectors are allocated once and reused.
+matrix. Work vectors and the Newton-matrix accumulators are allocated once per solve (two
+alternating slots: the current point and the trial) and reused.
 """
 
 from __future__ import annotations
