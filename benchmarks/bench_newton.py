@@ -135,9 +135,9 @@ def bandwidth() -> float:
 
 def part_iteration(sizes, repeat) -> list[dict]:
     from calibopt.formulations.distance_prepare import prepare
+    from calibopt.solvers.active_set import newton_exact
     from calibopt.solvers.distances import get_distance
     from calibopt.solvers.evaluate import Evaluator
-    from calibopt.solvers.active_set import newton_exact
     from calibopt.solvers.newton import DualNewton
 
     bw = bandwidth()
