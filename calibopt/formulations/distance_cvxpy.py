@@ -137,7 +137,7 @@ def solve_cvxpy(
     gv = np.asarray(g.value, dtype=np.float64)
     # project onto the bounds the solver may have missed by its feasibility tolerance
     gv = np.clip(gv, np.maximum(prep.glo, prep.dist.domain_lower), prep.ghi)
-    w = prep.full(prep.d * gv, 0.0)
+    w = prep.weights(gv)
     obj = prep.objective(gv)
     if penalty is not None:
         gross = weighted_row_abs(prep.Xc, prep.d)

@@ -72,8 +72,14 @@ def _run_cvxpy(
         if xi is not None:
             xi.value = start[integer_cols]
     kwargs: dict[str, Any] = {}
-    if time_limit is not None and name == "HIGHS":
-        kwargs["time_limit"] = float(time_limit)
+    if time_limit is not None:
+        # each solver's own time-limit option through cvxpy
+        if name == "HIGHS":
+            kwargs["time_limit"] = float(time_limit)
+        elif name == "SCIP":
+            kwargs["scip_params"] = {"limits/time": float(time_limit)}
+        elif name == "GUROBI":
+            kwargs["TimeLimit"] = float(time_limit)
     t0 = time.perf_counter()
     try:
         prob.solve(solver=name, verbose=verbose, warm_start=start is not None, **kwargs)
