@@ -4,8 +4,9 @@ Part ``frontier`` -- the largest blocks (records x targets, 1% tolerance, count 
 amount rows, g <= 20) the L0 MIP proves optimal within the time limit, with each modelling idea
 switched on in turn: the textbook model (one big-M for every record, no aggregation, no cuts,
 no warm start), + tightest big-M per record, + aggregation of identical records (symmetry),
-+ cardinality covers (valid inequalities), + warm start (the full default model). Also the same
-MIP through cvxpy against highspy directly.
++ cardinality covers (valid inequalities), + warm start, + support search (the warm start's
+support shrunk by drop / two-for-one moves, each checked by an LP: the full default). Also the
+same MIP through cvxpy against highspy directly.
 
 Part ``pareto`` -- a local-area-shaped problem (100 areas in 4 states x 1,000 households =
 100,000 columns; 316 targets: households, persons and income per area, state SNAP amount, SNAP
@@ -20,6 +21,7 @@ said so.
 
 Usage:
   python benchmarks/bench_sparse.py [--part frontier|pareto|all] [--time-limit 60] [--quick]
+      [--sizes 1000x30 1000x50] [--variants "+ warm start" "+ support search (default)"]
       [--peers all|none|l0-python,microcalibrate] [--peer-epochs 1000] [--workers 2]
 Long: run under ``flock /tmp/calibopt-heavy.lock``.
 """
@@ -52,7 +54,8 @@ VARIANTS = {
     "+ tightest big-M": dict(aggregate=False, cuts=False, warm_start=False),
     "+ identical-record classes": dict(cuts=False, warm_start=False),
     "+ cardinality covers": dict(warm_start=False),
-    "+ warm start (default)": dict(),
+    "+ warm start": dict(support_search=0),
+    "+ support search (default)": dict(),
 }
 
 
@@ -155,13 +158,17 @@ def warm_up() -> None:
     co.calibrate(p, method="gradient")
 
 
-def run_frontier(sizes: list[tuple[int, int]], time_limit: float, seeds: int) -> pd.DataFrame:
+def run_frontier(
+    sizes: list[tuple[int, int]], time_limit: float, seeds: int, variants: list[str] | None = None
+) -> pd.DataFrame:
     """Each size x model variant, with HiGHS random seeds 0..seeds-1 (MIP times vary with the
     search path): median seconds, how many runs proved optimality, best count and bound."""
     rows = []
     for n, m in sizes:
         p = block_problem(n, m)
         for label, opts in VARIANTS.items():
+            if variants and label not in variants:
+                continue
             runs = []
             for seed in range(seeds):
                 t0 = time.perf_counter()
@@ -436,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-epochs", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=3, help="HiGHS seeds per frontier cell")
+    ap.add_argument("--sizes", nargs="+", help="frontier sizes, e.g. 1000x30 (default: all)")
+    ap.add_argument("--variants", nargs="+", help=f"frontier model variants: {list(VARIANTS)}")
     args = ap.parse_args(argv)
     warm_up()
     pd.set_option("display.width", 200)
@@ -447,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick
             else [(200, 10), (1000, 10), (5000, 10), (1000, 20), (2000, 20), (1000, 30), (1000, 50)]
         )
+        if args.sizes:
+            sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
         print(f"## Exact-L0 frontier (1% bands, g <= 20, time limit {args.time_limit:g} s)\n")
-        table = run_frontier(sizes, args.time_limit, args.seeds)
+        table = run_frontier(sizes, args.time_limit, args.seeds, args.variants)
         print()
         print(markdown(table))
         print("\n## The same MIP through cvxpy vs highspy directly\n")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InfeasibleError, InvalidProblemError, SolverError
+from ..errors import InfeasibleError, SolverError
 from ..fit import check_weights
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
@@ -24,11 +24,12 @@ from ..solvers.cvx import assemble, cvxpy_model
 from ..solvers.domain import sparse_domain
 from ..solvers.highs import HighsOutcome, highs_model, solve_highs
 from ..solvers.loss import DEFAULT_EPS
-from ..solvers.reweighted_l1 import reweighted_l1
 from ..validate import integer, number, optional_text
 from .l0_model import L0Model, build_l0_model
+from .l0_start import shrink_start
+from .l0_start import warm_start as _warm_start
 from .registry import register_method
-from .support import refit_iterates, refit_support
+from .support import refit_support
 
 __all__ = ["build", "solve"]
 
@@ -41,8 +42,9 @@ def build(problem: CalibrationProblem, **options: Any) -> Any:
     return cvxpy_model(model.lp)[0]
 
 
-def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose):
+def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose, effort):
     opts: dict[str, Any] = {"mip_rel_gap": float(mip_gap), "output_flag": bool(verbose)}
+    opts["mip_heuristic_effort"] = float(effort)
     # the count objective is integral: a gap below 1 proves optimality
     opts["mip_abs_gap"] = 1.0 - 1e-6 if model.objective == "count" else 1e-9
     opts["mip_feasibility_tolerance"] = 1e-9
@@ -108,23 +110,6 @@ def _run_cvxpy(
         seconds=seconds,
         extra={"cvxpy_solver": name, "compile_seconds": prob.compilation_time or 0.0},
     )
-
-
-def _warm_start(problem, model, warm_start, warm_start_iter, refit) -> np.ndarray | None:
-    """Valid starting weights: an array given by the user, or reweighted-L1 re-fitted."""
-    if isinstance(warm_start, np.ndarray):
-        start_w = np.asarray(warm_start, dtype=np.float64)
-        if start_w.shape != (problem.n_units,):
-            raise InvalidProblemError(
-                f"`warm_start` has shape {start_w.shape}; give one weight per unit "
-                f"({problem.n_units})."
-            )
-        return start_w
-    if not warm_start or model.objective != "count":
-        return None
-    rl = reweighted_l1(problem, model.domain, max_iter=warm_start_iter)
-    fitted, _ = refit_iterates(problem, rl, refit or "linear", max_tries=2)
-    return fitted
 
 
 def _soft_objective(
@@ -232,6 +217,8 @@ def solve(
     cuts: bool = True,
     warm_start: bool | np.ndarray = True,
     warm_start_iter: int = 5,
+    support_search: float = 10.0,
+    heuristic_effort: float = 0.05,
     refit: str | None = "linear",
     threads: int | None = None,
     seed: int | None = None,
@@ -270,6 +257,12 @@ def solve(
         an array of weights to start from.
     warm_start_iter
         Reweighted-L1 iterations of the warm start.
+    support_search
+        Seconds (at most a quarter of the time left) for a local search that shrinks the warm start's
+        support before the MIP: drop one record, or two for one, each move checked by an LP
+        (:func:`calibopt.solvers.support_search.shrink_support`); 0 switches it off.
+    heuristic_effort
+        HiGHS's ``mip_heuristic_effort`` (share of the work spent in primal heuristics).
     refit
         Re-fit the kept weights with this distance method (``"linear"``: closest to the
         design weights in chi-square with every band met), or None to keep the MIP's weights.
@@ -283,6 +276,8 @@ def solve(
     time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed = _check_options(
         time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed
     )
+    support_search = number("support_search", support_search, low=0.0)
+    heuristic_effort = number("heuristic_effort", heuristic_effort, low=0.0, high=1.0)
     soft = objective == "error+count"
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -301,12 +296,23 @@ def solve(
     t0 = time.perf_counter()
     start_w = _warm_start(problem, model, warm_start, warm_start_iter, refit)
     timings["warm_start"] = time.perf_counter() - t0
+    warm_nnz = None if start_w is None else int(np.count_nonzero(start_w))
+    t0 = time.perf_counter()
+    search_seconds = support_search
+    if time_limit is not None:
+        search_seconds = min(search_seconds, 0.25 * (time_limit - (t0 - t_start)))
+    start_w, search_info = shrink_start(
+        problem, model, start_w, seconds=search_seconds, refit=refit, seed=seed or 0
+    )
+    timings["support_search"] = time.perf_counter() - t0
     start = None if start_w is None else model.start_from_weights(problem, start_w)
     remaining = None
     if time_limit is not None:
         remaining = max(1.0, time_limit - (time.perf_counter() - t_start))
     if solver is None or solver.lower() == "highs":
-        opts = _highs_options(model, mip_gap, remaining, node_limit, threads, seed, verbose)
+        opts = _highs_options(
+            model, mip_gap, remaining, node_limit, threads, seed, verbose, heuristic_effort
+        )
         out = solve_highs(highs_model(model.lp, options=opts), start=start)
     else:
         out = _run_cvxpy(model, solver, start, remaining, verbose)
@@ -335,8 +341,9 @@ def solve(
         "mip_status": out.status,
         "mip_nodes": None if out.nodes < 0 else out.nodes,
         "mip_seconds": out.seconds,
-        "warm_start_nnz": None if start_w is None else int(np.count_nonzero(start_w)),
+        "warm_start_nnz": warm_nnz,
         "weights_from": label,
+        **search_info,
         "model": model.stats,
         "objective": objective,
         **out.extra,

@@ -1,0 +1,103 @@
+"""Starting supports of the exact-L0 MIP: reweighted-L1 re-fitted, then shrunk by local search.
+
+:func:`warm_start` gives valid weights (every band and bound met, checked from the weights) to
+hand to the MIP as its first incumbent: the user's array, or the reweighted-L1 support re-fitted
+exactly; then, for the count objective, :func:`calibopt.solvers.support_search.shrink_support`
+removes records by drop and two-for-one moves (each checked by an LP) and the smaller support is
+re-fitted. A shrunk support replaces the start only when its re-fitted weights are valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidProblemError
+from ..fit import check_weights
+from ..problem import CalibrationProblem
+from ..solvers.reweighted_l1 import reweighted_l1
+from ..solvers.support_search import shrink_support
+from .l0_model import L0Model
+from .support import refit_iterates, refit_support
+
+__all__ = ["shrink_start", "warm_start"]
+
+
+def warm_start(problem, model: L0Model, start, iterations: int, refit) -> np.ndarray | None:
+    """Valid starting weights: an array given by the user, or reweighted-L1 re-fitted."""
+    if isinstance(start, np.ndarray):
+        start_w = np.asarray(start, dtype=np.float64)
+        if start_w.shape != (problem.n_units,):
+            raise InvalidProblemError(
+                f"`warm_start` has shape {start_w.shape}; give one weight per unit "
+                f"({problem.n_units})."
+            )
+        return start_w
+    if not start or model.objective != "count":
+        return None
+    rl = reweighted_l1(problem, model.domain, max_iter=iterations)
+    fitted, _ = refit_iterates(problem, rl, refit or "linear", max_tries=2)
+    return fitted
+
+
+def shrink_start(
+    problem: CalibrationProblem,
+    model: L0Model,
+    start_w: np.ndarray | None,
+    *,
+    seconds: float,
+    refit: str | None,
+    seed: int,
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The start's support shrunk by local search (count objective, valid starts only).
+
+    Returns the new start (or ``start_w`` unchanged) and what the search did.
+    """
+    if (
+        start_w is None
+        or seconds <= 0
+        or model.objective != "count"
+        or not check_weights(problem, start_w, sparse=True).ok
+    ):
+        return start_w, {}
+    C, m = model.n_classes, problem.n_targets
+    x0 = model.start_from_weights(problem, start_w)
+    scale = model.col_scale[:C]
+    search = shrink_support(
+        model.lp.A[:m, :C],
+        model.lp.row_lower[:m],
+        model.lp.row_upper[:m],
+        model.link_lower / scale,
+        model.link_upper / scale,
+        model.multiplicity,
+        np.rint(x0[C : 2 * C]).astype(np.int64),
+        time_limit=seconds,
+        seed=seed,
+    )
+    info = {
+        "support_search_nnz": int(search.counts.sum()),
+        "support_search_moves": {
+            "drops": search.drops,
+            "swaps": search.swaps,
+        },
+        "support_search_lps": search.lps,
+        "support_search_seconds": search.seconds,
+        "support_search_stopped": search.stopped,
+    }
+    if search.counts.sum() >= np.count_nonzero(start_w):
+        return start_w, info
+    x = np.zeros(model.n_cols)
+    x[:C] = search.values
+    x[C : 2 * C] = search.counts
+    w = model.weights_from_solution(x)
+    candidates = []
+    if refit:
+        fitted, _ = refit_support(problem, np.flatnonzero(w), method=refit)
+        if fitted is not None:
+            candidates.append(fitted)
+    candidates.append(w)
+    for cand in candidates:
+        if check_weights(problem, cand, sparse=True).ok:
+            return cand, info
+    return start_w, info
