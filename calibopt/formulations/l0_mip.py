@@ -258,8 +258,8 @@ def solve(
     warm_start_iter
         Reweighted-L1 iterations of the warm start.
     support_search
-        Seconds (at most a quarter of the time left) for a local search that shrinks the warm start's
-        support before the MIP: drop one record, or two for one, each move checked by an LP
+        Seconds (at most a quarter of the time left) for a local search that shrinks the warm
+        start's support before the MIP: drop one record, or two for one, each move checked by an LP
         (:func:`calibopt.solvers.support_search.shrink_support`); 0 switches it off.
     heuristic_effort
         HiGHS's ``mip_heuristic_effort`` (share of the work spent in primal heuristics).
