@@ -11,6 +11,7 @@ from test_l0_mip import brute_force_min_support, random_problem
 import calibopt as co
 from calibopt.fit import check_weights
 from calibopt.formulations.l0_model import build_l0_model
+from calibopt.formulations.l0_start import search_support
 from calibopt.solvers.support_search import shrink_support
 
 
@@ -30,31 +31,16 @@ def feasible_on(p, support):
     return res.status == 0
 
 
-def search_from_everything(p, **kw):
-    """Shrink the support of all records (feasible for these problems) in the model's space."""
+def search_from_everything(p, seed):
+    """Shrink the support of all records (feasible for these problems), to a local optimum."""
     model = build_l0_model(p)
-    C, m = model.n_classes, p.n_targets
-    scale = model.col_scale[:C]
-    out = shrink_support(
-        model.lp.A[:m, :C],
-        model.lp.row_lower[:m],
-        model.lp.row_upper[:m],
-        model.link_lower / scale,
-        model.link_upper / scale,
-        model.multiplicity,
-        model.multiplicity.copy(),
-        **kw,
-    )
-    x = np.zeros(model.n_cols)
-    x[:C] = out.values
-    x[C : 2 * C] = out.counts
-    return out, model.weights_from_solution(x)
+    return search_support(model, model.multiplicity.copy(), None, seed)
 
 
 @pytest.mark.parametrize("n, m, seed", [(10, 4, 1), (12, 4, 2), (12, 5, 3), (14, 4, 6)])
 def test_shrunk_supports_are_feasible_and_not_below_the_optimum(n, m, seed):
     p = random_problem(n, m, seed, negative_row=seed == 3, dup=2 if seed == 6 else 0)
-    out, w = search_from_everything(p, time_limit=None, seed=seed)
+    out, w = search_from_everything(p, seed)
     support = np.flatnonzero(w)
     assert out.stopped == "local optimum"
     assert out.counts.sum() == support.size < n  # it did shrink

@@ -17,11 +17,11 @@ from ..errors import InvalidProblemError
 from ..fit import check_weights
 from ..problem import CalibrationProblem
 from ..solvers.reweighted_l1 import reweighted_l1
-from ..solvers.support_search import shrink_support
+from ..solvers.support_search import SupportSearch, shrink_support
 from .l0_model import L0Model
 from .support import refit_iterates, refit_support
 
-__all__ = ["shrink_start", "warm_start"]
+__all__ = ["search_support", "shrink_start", "warm_start"]
 
 
 def warm_start(problem, model: L0Model, start, iterations: int, refit) -> np.ndarray | None:
@@ -39,6 +39,30 @@ def warm_start(problem, model: L0Model, start, iterations: int, refit) -> np.nda
     rl = reweighted_l1(problem, model.domain, max_iter=iterations)
     fitted, _ = refit_iterates(problem, rl, refit or "linear", max_tries=2)
     return fitted
+
+
+def search_support(
+    model: L0Model, counts: np.ndarray, seconds: float | None, seed: int = 0
+) -> tuple[SupportSearch, np.ndarray]:
+    """:func:`shrink_support` over the model's band rows from ``counts`` kept copies per class;
+    returns the search and the record weights of its last feasible LP."""
+    C, m = model.n_classes, model.domain.band_lower.size
+    scale = model.col_scale[:C]
+    search = shrink_support(
+        model.lp.A[:m, :C],
+        model.lp.row_lower[:m],
+        model.lp.row_upper[:m],
+        model.link_lower / scale,
+        model.link_upper / scale,
+        model.multiplicity,
+        counts,
+        time_limit=seconds,
+        seed=seed,
+    )
+    x = np.zeros(model.n_cols)
+    x[:C] = search.values
+    x[C : 2 * C] = search.counts
+    return search, model.weights_from_solution(x)
 
 
 def shrink_start(
@@ -61,36 +85,21 @@ def shrink_start(
         or not check_weights(problem, start_w, sparse=True).ok
     ):
         return start_w, {}
-    C, m = model.n_classes, problem.n_targets
     x0 = model.start_from_weights(problem, start_w)
-    scale = model.col_scale[:C]
-    search = shrink_support(
-        model.lp.A[:m, :C],
-        model.lp.row_lower[:m],
-        model.lp.row_upper[:m],
-        model.link_lower / scale,
-        model.link_upper / scale,
-        model.multiplicity,
-        np.rint(x0[C : 2 * C]).astype(np.int64),
-        time_limit=seconds,
-        seed=seed,
-    )
+    C = model.n_classes
+    try:
+        search, w = search_support(model, np.rint(x0[C : 2 * C]).astype(np.int64), seconds, seed)
+    except ValueError:  # valid to the checker's accuracy but not to the LP's tolerance
+        return start_w, {}
     info = {
         "support_search_nnz": int(search.counts.sum()),
-        "support_search_moves": {
-            "drops": search.drops,
-            "swaps": search.swaps,
-        },
+        "support_search_moves": {"drops": search.drops, "swaps": search.swaps},
         "support_search_lps": search.lps,
         "support_search_seconds": search.seconds,
         "support_search_stopped": search.stopped,
     }
     if search.counts.sum() >= np.count_nonzero(start_w):
         return start_w, info
-    x = np.zeros(model.n_cols)
-    x[:C] = search.values
-    x[C : 2 * C] = search.counts
-    w = model.weights_from_solution(x)
     candidates = []
     if refit:
         fitted, _ = refit_support(problem, np.flatnonzero(w), method=refit)
