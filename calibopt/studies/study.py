@@ -62,6 +62,7 @@ is ``max |w - w_ref| / max |w_ref|`` against the first successful solver of the 
 on the same instance."""
 
 _TEXT = ("instance", "method", "solver", "status", "solver_used", "digest", "message")
+_COUNTS = ("repeats", "misses", "bound_violations", "nnz", "iterations", "n_targets", "n_units")
 
 
 class Study(pd.DataFrame):
@@ -154,13 +155,15 @@ def _distances(table: pd.DataFrame, directory: Path) -> pd.Series:
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns in order: numbers as float, text as Python objects (NaN when empty)."""
+    """The columns in order: counts as nullable integers, other numbers as float, text as
+    Python objects (NaN when empty)."""
     table = frame.reindex(columns=COLUMNS)
     for col in COLUMNS:
         if col in _TEXT:
             table[col] = table[col].astype(object).where(table[col].notna(), np.nan)
         else:
-            table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+            values = pd.to_numeric(table[col], errors="coerce").astype(float)
+            table[col] = values.round().astype("Int64") if col in _COUNTS else values
     return table
 
 

@@ -15,6 +15,7 @@ import contextlib
 import os
 import resource
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -59,12 +60,17 @@ def plugin_spec(spec: Method) -> Method | None:
 
 
 def initialize_worker(modules: tuple[str, ...] = ()) -> None:
-    """Worker start-up: leave Ctrl-C to the parent (it stops the study); warm up unless the
+    """Worker start-up: leave Ctrl-C to the parent (it stops the study); send the worker's
+    standard output to its standard error (a solver's banner must not mix with the study's
+    output, e.g. ``--json``); warm up unless the
     forkserver this worker was forked from did already; import the heavy libraries the
     study's solvers need (``cvxpy``, ``torch``), so that no run's time includes them."""
     import importlib
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, ValueError):  # solvers' chatter never lands on stdout
+        sys.stdout.flush()
+        os.dup2(2, 1)
     warm_up()
     for name in modules:
         with contextlib.suppress(ImportError):
