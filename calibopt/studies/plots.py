@@ -35,9 +35,6 @@ _MARKERS = "os^Dv<>pPX*hH"
 
 def _pyplot() -> Any:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise InvalidProblemError(
