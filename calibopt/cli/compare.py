@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import pandas as pd
@@ -108,6 +109,9 @@ def _run(args: argparse.Namespace) -> int:
         print("\n" + ", ".join(f"{n} {s}" for s, n in counts.items()))
         if args.out:
             print(f"table written to {args.out}/study.csv and study.parquet")
+        if study.attrs.get("interrupted"):
+            again = " (the same command resumes it)" if args.out else ""
+            print(f"interrupted: {len(study)} pair(s) finished{again}", file=sys.stderr)
         report = study.report(args.report) if args.report else None
         if report is not None:
             print(f"report written to {report}")

@@ -289,9 +289,11 @@ def _schedule(
                     queue.append((i, nxt))
     except KeyboardInterrupt:
         interrupted = True
-        pool.stop()
     finally:
-        pool.close()
+        if interrupted or running:  # stop() ends the workers now; close() would wait
+            pool.stop()
+        else:
+            pool.close()
         pool.join()
     return interrupted
 
@@ -469,8 +471,9 @@ class _Run:
                 bar.close()
         study = finalize(self.table(), self.sources, self.root, save=self.keep)
         study.attrs["interrupted"] = interrupted
-        if not self.keep:
+        if not self.keep:  # the temporary folder goes away
             study.attrs["directory"] = None
+            study.attrs["problems"] = {}
         return study
 
 
