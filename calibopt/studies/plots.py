@@ -75,13 +75,12 @@ def _legend(fig: Any, colours: dict[str, Any], markers: dict[str, str]) -> None:
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="method / solver")
 
 
-def plot_time_vs_error(table: pd.DataFrame) -> Any:
-    """Wall time (log) against max relative target error (log), one panel per instance.
-    Filled markers met every target and bound; hollow ones did not."""
+def _panels(ran: pd.DataFrame, x: str, x_label: str, empty: str) -> Any:
+    """One log-log panel per instance of ``x`` against max relative target error; filled
+    markers met every target and bound, hollow ones did not."""
     plt = _pyplot()
-    ran = _ran(table)
     if ran.empty:
-        raise InvalidProblemError("no pair of this study returned weights: nothing to plot.")
+        raise InvalidProblemError(empty)
     colours, markers = _styles(ran)
     instances = list(dict.fromkeys(ran["instance"]))
     fig, axes = _grid(len(instances))
@@ -89,25 +88,31 @@ def plot_time_vs_error(table: pd.DataFrame) -> Any:
     for ax, inst in zip(axes, instances):
         sub = ran[ran["instance"] == inst]
         for _, r in sub.iterrows():
-            ok = r["status"] in st.SUCCESS_STATUSES
             c = colours[r["method"]]
             ax.scatter(
-                r["wall_time"],
+                r[x],
                 max(float(r["max_rel_error"]), ERROR_FLOOR),
                 marker=markers[str(r["solver"])],
                 s=46,
-                facecolors=c if ok else "none",
+                facecolors=c if r["status"] in st.SUCCESS_STATUSES else "none",
                 edgecolors=c,
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(inst, fontsize=10)
-        ax.set_xlabel("wall time (s)")
+        ax.set_title(f"{inst} ({int(sub['n_units'].iloc[0]):,} units)", fontsize=10)
+        ax.set_xlabel(x_label)
         ax.set_ylabel("max relative target error")
         ax.grid(True, which="major", alpha=0.3)
     _legend(fig, colours, markers)
     plt.close(fig)
     return fig
+
+
+def plot_time_vs_error(table: pd.DataFrame) -> Any:
+    """Wall time (log) against max relative target error (log), one panel per instance.
+    Filled markers met every target and bound; hollow ones did not."""
+    empty = "no pair of this study returned weights: nothing to plot."
+    return _panels(_ran(table), "wall_time", "wall time (s)", empty)
 
 
 def performance_ratios(table: pd.DataFrame, metric: str = "wall_time") -> pd.DataFrame:
@@ -157,37 +162,13 @@ def plot_performance_profile(table: pd.DataFrame, metric: str = "wall_time") -> 
 def plot_sparsity(table: pd.DataFrame, sparse_methods: list[str] | None = None) -> Any:
     """Non-zero weights (log) against max relative target error (log) for the sparse
     methods, one panel per instance."""
-    plt = _pyplot()
     if sparse_methods is None:
         from ..formulations import get_method
 
         sparse_methods = [m for m in table["method"].unique() if get_method(m).sparse]
     ran = _ran(table[table["method"].isin(sparse_methods)])
-    if ran.empty:
-        raise InvalidProblemError("no sparse method returned weights: nothing to plot.")
-    colours, markers = _styles(ran)
-    instances = list(dict.fromkeys(ran["instance"]))
-    fig, axes = _grid(len(instances))
-    fig.set_layout_engine("constrained")
-    for ax, inst in zip(axes, instances):
-        sub = ran[ran["instance"] == inst]
-        for _, r in sub.iterrows():
-            ax.scatter(
-                r["nnz"],
-                max(float(r["max_rel_error"]), ERROR_FLOOR),
-                color=colours[r["method"]],
-                marker=markers[str(r["solver"])],
-                s=46,
-            )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{inst} ({int(sub['n_units'].iloc[0]):,} units)", fontsize=10)
-        ax.set_xlabel("non-zero weights")
-        ax.set_ylabel("max relative target error")
-        ax.grid(True, alpha=0.3)
-    _legend(fig, colours, markers)
-    plt.close(fig)
-    return fig
+    empty = "no sparse method returned weights: nothing to plot."
+    return _panels(ran, "nnz", "non-zero weights", empty)
 
 
 def plot_fit_by_group(fit: pd.DataFrame, title: str = "", max_groups: int = 40) -> Any:
