@@ -12,14 +12,10 @@ memory-mappable ``.npz``) and every task receives only its path.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import os
-import signal
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,23 +28,12 @@ from ..formulations import get_method
 from ..formulations import methods as registered_methods
 from ..formulations.registry import Method
 from ..validate import integer, number
+from .scheduling import Pair, aggregate, schedule
 from .solvers import installed_solvers, match_solver
 from .sources import Source, parse_memory, resolve_sources, write_sources
 from .study import Study, finalize, load_table
-from .worker import Task, initialize_worker, plugin_spec, run_task, warm_up
 
 __all__ = ["DEFAULT_OPTIONS", "NEEDS_OPTIONS", "compare"]
-
-
-@dataclass
-class _Pair:
-    source: Source
-    method: Method
-    solver: str | None
-    label: str
-    options: dict[str, Any]
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    round_trips: list[float] = field(default_factory=list)
 
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"cross-category": {"sparsity": 0.5}}
@@ -71,7 +56,7 @@ def _method_list(methods: Any) -> list[Method]:
 
 def _pairs(
     sources: list[Source], specs: list[Method], solvers: Any, options: dict[str, Any]
-) -> tuple[list[_Pair], list[dict[str, Any]]]:
+) -> tuple[list[Pair], list[dict[str, Any]]]:
     """The pairs to run, and rows for the named solvers a method does not take."""
     pairs, skipped = [], []
     for src in sources:
@@ -86,7 +71,7 @@ def _pairs(
             for solver in wanted:
                 if solver is None:
                     label = spec.solvers[0] if spec.solvers else "default"
-                    pairs.append(_Pair(src, spec, None, label, opts))
+                    pairs.append(Pair(src, spec, None, label, opts))
                     continue
                 own = match_solver(spec, solver) if spec.solvers else solver
                 if own is None:
@@ -100,21 +85,8 @@ def _pairs(
                         )
                     )
                     continue
-                pairs.append(_Pair(src, spec, own, own, opts))
+                pairs.append(Pair(src, spec, own, own, opts))
     return pairs, skipped
-
-
-def _heavy_modules(pairs: list[_Pair]) -> tuple[str, ...]:
-    """Libraries the workers import at start-up for these pairs."""
-    labels = {p.label for p in pairs}
-    out = []
-    if any(s.isupper() or s == "cvxpy" for s in labels):
-        out.append("cvxpy")
-    if "torch" in labels:
-        out.append("torch")
-    if "highs" in labels:
-        out.append("highspy")
-    return tuple(out)
 
 
 def _executor(spec: Any) -> int | None:
@@ -138,164 +110,6 @@ def _auto_memory(workers: int) -> int | None:
     except (ValueError, OSError, AttributeError):
         return None
     return int(0.75 * total / max(workers, 1))
-
-
-def _signal_name(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            pass
-    return f"exit code {code}"
-
-
-def _failure(exc: BaseException, pair: _Pair, time_limit: float | None) -> dict[str, Any]:
-    from pebble import ProcessExpired
-
-    if isinstance(exc, cf.TimeoutError):
-        return dict(
-            status=st.TIMED_OUT,
-            wall_time=time_limit,
-            message=f"killed at the time limit ({time_limit:g} s)",
-        )
-    if isinstance(exc, ProcessExpired):
-        return dict(
-            status=st.CRASHED,
-            message=f"the worker process died ({_signal_name(exc.exitcode)}); the study went on",
-        )
-    return dict(status=st.FAILED, message=f"{type(exc).__name__}: {exc}")
-
-
-def _aggregate(pair: _Pair, extra: dict[str, Any]) -> dict[str, Any]:
-    """One table row from the repeats of a pair."""
-    first = dict(pair.runs[0])
-    walls = np.array([r["wall_time"] for r in pair.runs if r.get("wall_time") is not None])
-    trips = np.asarray(pair.round_trips[: walls.size])
-    row = dict(
-        instance=pair.source.name,
-        method=pair.method.name,
-        solver=pair.label,
-        **{k: v for k, v in first.items() if k != "wall_time"},
-        repeats=len(pair.runs),
-        n_targets=pair.source.shape[0],
-        n_units=pair.source.shape[1],
-        digest=pair.source.digest,
-        **extra,
-    )
-    if walls.size:
-        solve = [r.get("solve_time", np.nan) for r in pair.runs]
-        row.update(
-            wall_time=float(np.median(walls)),
-            wall_time_min=float(walls.min()),
-            wall_time_max=float(walls.max()),
-            solve_time=float(np.median(solve)),
-        )
-        if trips.size == walls.size and trips.size:
-            row["overhead"] = float(np.median(trips - walls))
-    if len(pair.runs) > 1:
-        peaks = [r.get("peak_memory_mb", np.nan) for r in pair.runs]
-        row["peak_memory_mb"] = float(np.nanmax(peaks)) if not np.isnan(peaks).all() else np.nan
-    return row
-
-
-def _schedule(
-    pairs: list[_Pair],
-    *,
-    workers: int | None,
-    repeats: int,
-    time_limit: float | None,
-    memory_limit: int | None,
-    weights_dir: Path,
-    done: Callable[[int, _Pair], None],
-    bar: Any,
-) -> bool:
-    """Run every repeat of every pair; ``done(pair)`` as each pair ends. Returns True when
-    interrupted (Ctrl-C)."""
-
-    def task(i: int, rep: int) -> Task:
-        p = pairs[i]
-        return Task(
-            instance=p.source.name,
-            problem_path=str(p.source.path),
-            method=p.method.name,
-            solver=p.solver,
-            options=p.options,
-            repeat=rep,
-            memory_limit=memory_limit,
-            weights_path=str(weights_dir / f"{i}.npy"),
-            plugin=plugin_spec(p.method),
-        )
-
-    def finished(i: int, rep: int, row: dict[str, Any], trip: float) -> int | None:
-        """Record a repeat; the next repeat to run, or None when the pair is done."""
-        p = pairs[i]
-        p.runs.append(row)
-        p.round_trips.append(trip)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"{p.source.name} {p.method.name}/{p.label}: {row['status']}")
-        if rep + 1 < repeats and row["status"] in st.RESULT_STATUSES:
-            return rep + 1
-        if bar is not None:
-            bar.update(repeats - rep - 1)
-        done(i, p)
-        return None
-
-    if workers is None:
-        warm_up()
-        try:
-            for i in range(len(pairs)):
-                rep: int | None = 0
-                while rep is not None:
-                    t0 = time.perf_counter()
-                    row = run_task(task(i, rep))
-                    rep = finished(i, rep, row, time.perf_counter() - t0)
-        except KeyboardInterrupt:
-            return True
-        return False
-
-    from pebble import ProcessPool
-
-    ctx = multiprocessing.get_context(
-        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    )
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["calibopt.studies._preload"])
-    pool = ProcessPool(
-        max_workers=workers,
-        initializer=initialize_worker,
-        initargs=(_heavy_modules(pairs),),
-        context=ctx,
-    )
-    queue = [(i, 0) for i in range(len(pairs))][::-1]
-    running: dict[Any, tuple[int, int, float]] = {}
-    interrupted = False
-    try:
-        while queue or running:
-            while queue and len(running) < workers:
-                i, rep = queue.pop()
-                fut = pool.schedule(run_task, args=(task(i, rep),), timeout=time_limit)
-                running[fut] = (i, rep, time.perf_counter())
-            ready, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-            for fut in ready:
-                i, rep, t0 = running.pop(fut)
-                trip = time.perf_counter() - t0
-                try:
-                    row = fut.result()
-                except BaseException as exc:  # timeout, dead worker, pickling error
-                    row = _failure(exc, pairs[i], time_limit)
-                nxt = finished(i, rep, row, trip)
-                if nxt is not None:
-                    queue.append((i, nxt))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if interrupted or running:  # stop() ends the workers now; close() would wait
-            pool.stop()
-        else:
-            pool.close()
-        pool.join()
-    return interrupted
 
 
 def compare(
@@ -403,7 +217,7 @@ def compare(
 
 
 def _reuse(
-    old: Any, pairs: list[_Pair], limits: dict[str, Any], repeats: int
+    old: Any, pairs: list[Pair], limits: dict[str, Any], repeats: int
 ) -> tuple[dict[int, dict[str, Any]], list[int]]:
     """Rows of a previous run to keep (by pair index) and the pairs to run."""
     kept: dict[int, dict[str, Any]] = {}
@@ -437,7 +251,7 @@ class _Run:
     root: Path
     keep: bool
     sources: list[Source]
-    pairs: list[_Pair]
+    pairs: list[Pair]
     skipped: list[dict[str, Any]]
     limits: dict[str, Any]
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -451,8 +265,8 @@ class _Run:
         self.rows.update(kept)
         sub = [self.pairs[i] for i in todo]
 
-        def done(k: int, p: _Pair) -> None:
-            self.rows[todo[k]] = _aggregate(p, self.limits)
+        def done(k: int, p: Pair) -> None:
+            self.rows[todo[k]] = aggregate(p, self.limits)
             src = weights_dir / f"{k}.npy"
             if src.is_file():
                 os.replace(src, weights_dir / _weights_name(p))
@@ -465,7 +279,7 @@ class _Run:
 
             bar = tqdm(total=len(todo) * how["repeats"], desc="study", unit="run")
         try:
-            interrupted = _schedule(sub, weights_dir=weights_dir, done=done, bar=bar, **how)
+            interrupted = schedule(sub, weights_dir=weights_dir, done=done, bar=bar, **how)
         finally:
             if bar is not None:
                 bar.close()
@@ -477,5 +291,5 @@ class _Run:
         return study
 
 
-def _weights_name(p: _Pair) -> str:
+def _weights_name(p: Pair) -> str:
     return f"{p.source.name}__{p.method.name}__{p.label}.npy".replace(":", "_")
