@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +20,8 @@ import pytest
 import calibopt as co
 from calibopt.cli import build_parser, main
 from calibopt.studies import make_instance, save_problem
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(command: str, capsys) -> tuple[int, str, str]:
@@ -156,3 +164,36 @@ def test_json_of_allocate(tmp_path, capsys):
     doc = json.loads(out)
     assert doc["output"].endswith("a.csv") and len(doc["diagnostics"]) > 0
     assert np.isfinite(pd.read_csv(tmp_path / "a.csv")["est_grant_basic"]).all()
+
+
+def test_ctrl_c_stops_a_study_at_once_and_keeps_its_rows(tmp_path):
+    out = tmp_path / "study"
+    command = (
+        "compare survey-margins:tiny sparse-recovery:medium --methods linear,l0-mip "
+        f"--time-limit 200 --out {out} --no-progress"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "calibopt", *command.split()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "study.csv").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the survey rows are done: l0-mip on the medium blocks runs now
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 10  # the running worker was stopped, not waited for
+    assert proc.returncode == 130, err
+    kept = pd.read_csv(out / "study.csv")
+    assert f"interrupted: {len(kept)} pair(s) finished (the same command resumes it)" in err
+    assert "sparse-recovery-medium" not in set(kept["instance"])
+    first = kept.iloc[0]
+    assert (first["instance"], first["method"], first["status"]) == (
+        "survey-margins-tiny",
+        "linear",
+        "optimal",
+    )

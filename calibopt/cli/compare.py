@@ -132,14 +132,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="default",
         help="'default' (each method's), 'all' (every installed one) or comma-separated names",
     )
-    p.add_argument("--repeats", type=int, default=1, help="runs per pair (median time)")
+    p.add_argument(
+        "--repeats", type=int, default=1, metavar="N", help="runs per pair (median time; 1)"
+    )
     p.add_argument("--time-limit", type=float, default=300.0, help="seconds per run, 0 for none")
     p.add_argument("--memory-limit", default="auto", help="per run, e.g. 4GB; 'auto' or 'none'")
     p.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="worker processes (1 keeps timings undisturbed)",
+        metavar="N",
+        help="worker processes (1, the default, keeps timings undisturbed)",
     )
     p.add_argument(
         "--option",
@@ -147,7 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="METHOD.NAME=VALUE",
         help="a method option (repeat), e.g. l0-mip.time_limit=30",
     )
-    p.add_argument("--out", help="study directory (table, problems, weights; resumable)")
+    p.add_argument(
+        "--out", metavar="DIR", help="study directory (table, problems, weights; resumable)"
+    )
     p.add_argument("--no-resume", action="store_true", help="rerun rows already in --out")
     p.add_argument("--report", metavar="DIR", help="write figures and report.md here")
     bar = p.add_mutually_exclusive_group()
