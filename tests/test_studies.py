@@ -287,3 +287,38 @@ def test_performance_ratios_by_hand():
     r = performance_ratios(t)
     assert r.loc["p", "a/s"] == 1.0 and r.loc["p", "b/s"] == 4.0
     assert r.loc["q", "a/s"] == 1.0 and np.isinf(r.loc["q", "b/s"])
+
+
+def test_solvers_not_installed_or_not_taken_are_rows(fakes, survey):
+    from calibopt.studies.solvers import installed_solvers, solver_installed
+
+    assert solver_installed("newton") and solver_installed("CLARABEL")
+    assert not solver_installed("NO_SUCH_CVXPY_SOLVER")
+    assert installed_solvers("linear")[0] == "newton"
+    study = co.compare(
+        survey,
+        methods=["linear"],
+        solvers=["newton", "NO_SUCH_CVXPY_SOLVER", "ipf"],
+        executor="in-process",
+    )
+    got = dict(zip(study["solver"], study["message"]))
+    assert study.set_index("solver").loc["newton", "status"] == st.OPTIMAL
+    assert "linear takes newton" in got["ipf"]
+    assert study.set_index("solver").loc["ipf", "status"] == st.NOT_APPLICABLE
+    register_method(
+        "fake-two",
+        solvers=("fake", "NOT_HERE"),
+        catalogue="none.md",
+        summary="test-only",
+        guarantee="approximate",
+        iterations="none",
+        objective="none",
+    )(fake_inspect)
+    try:
+        study = co.compare(survey, methods=["fake-two"], solvers=None, executor="in-process")
+    finally:
+        unregister_method("fake-two")
+    row = study.set_index("solver")
+    assert row.loc["fake", "status"] == st.STOPPED
+    assert row.loc["NOT_HERE", "status"] == st.NOT_APPLICABLE
+    assert "not installed" in row.loc["NOT_HERE", "message"]

@@ -57,35 +57,42 @@ def _method_list(methods: Any) -> list[Method]:
 def _pairs(
     sources: list[Source], specs: list[Method], solvers: Any, options: dict[str, Any]
 ) -> tuple[list[Pair], list[dict[str, Any]]]:
-    """The pairs to run, and rows for the named solvers a method does not take."""
+    """The pairs to run, and ``not_applicable`` rows for the named solvers a method does not
+    take and for solvers that are not installed here."""
     pairs, skipped = [], []
     for src in sources:
         for spec in specs:
             opts = dict(options.get(spec.name, DEFAULT_OPTIONS.get(spec.name, {})))
+            here = installed_solvers(spec) if spec.solvers else []
             if solvers is None:
-                wanted: Sequence[str | None] = installed_solvers(spec) or [None]
+                wanted: Sequence[str | None] = list(spec.solvers) or [None]
             elif isinstance(solvers, str) and solvers == "default":
                 wanted = [None]
             else:
                 wanted = [solvers] if isinstance(solvers, str) else list(solvers)
             for solver in wanted:
+                own = solver
                 if solver is None:
-                    label = spec.solvers[0] if spec.solvers else "default"
-                    pairs.append(Pair(src, spec, None, label, opts))
-                    continue
-                own = match_solver(spec, solver) if spec.solvers else solver
-                if own is None:
+                    own = spec.solvers[0] if spec.solvers else None
+                elif spec.solvers:
+                    own = match_solver(spec, solver)
+                why = None
+                if own is None and solver is not None:
+                    why = f"{spec.name} takes {', '.join(spec.solvers)}"
+                elif spec.solvers and own not in here:
+                    why = f"solver {own} of {spec.name} is not installed here"
+                if why is not None:
                     skipped.append(
                         dict(
                             instance=src.name,
                             method=spec.name,
-                            solver=solver,
+                            solver=own or solver,
                             status=st.NOT_APPLICABLE,
-                            message=f"{spec.name} takes {', '.join(spec.solvers)}",
+                            message=why,
                         )
                     )
                     continue
-                pairs.append(Pair(src, spec, own, own, opts))
+                pairs.append(Pair(src, spec, solver and own, own or "default", opts))
     return pairs, skipped
 
 
@@ -139,9 +146,10 @@ def compare(
         Method names (see :func:`calibopt.methods`); None: every registered method that
         needs no option (``distance`` needs ``distance=``: name it with its options).
     solvers
-        ``"default"``: each method's default solver; None: every installed solver of each
-        method; or names (None in the list: the method's default). A named solver a method
-        does not take gives a ``not_applicable`` row.
+        ``"default"``: each method's default solver; None: every solver of each method
+        (those not installed here give a ``not_applicable`` row); or names (None in the
+        list: the method's default). A named solver a method does not take gives a
+        ``not_applicable`` row.
     repeats
         Runs per pair; the table gives the median wall time and its range. Repeats stop
         after a run that returned no result.
