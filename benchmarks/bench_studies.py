@@ -16,7 +16,7 @@ at ``--size``, each run isolated with ``--time-limit``; writes the table and the
 
 Usage:
   python benchmarks/bench_studies.py [--part overhead|study|all] [--repeats 5]
-      [--large local-area:medium] [--size small] [--time-limit 60] [--out DIR]
+      [--large bounded-qp:large] [--size small] [--time-limit 60] [--out DIR]
 Long: run under ``flock /tmp/calibopt-heavy.lock``.
 """
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=["overhead", "study", "all"], default="all")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--small", default="survey-margins:tiny")
-    ap.add_argument("--large", default="local-area:medium")
+    ap.add_argument("--large", default="bounded-qp:large")
     ap.add_argument("--size", default="small")
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--out", default="benchmarks/_results/study")
