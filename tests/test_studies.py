@@ -322,3 +322,27 @@ def test_solvers_not_installed_or_not_taken_are_rows(fakes, survey):
     assert row.loc["fake", "status"] == st.STOPPED
     assert row.loc["NOT_HERE", "status"] == st.NOT_APPLICABLE
     assert "not installed" in row.loc["NOT_HERE", "message"]
+
+
+def test_instances_are_seeded_and_sized():
+    from calibopt.studies import instance_kinds, standard_instances
+
+    assert set(co.studies.STANDARD) | {"infeasible"} <= set(instance_kinds())
+    a = make_instance("sparse-recovery", "tiny", seed=3)
+    b = make_instance("sparse-recovery", "tiny", seed=3)
+    c = make_instance("sparse-recovery", "tiny", seed=4)
+    assert problem_digest(a.problem) == problem_digest(b.problem) != problem_digest(c.problem)
+    assert a.provenance == {"kind": "sparse-recovery", "size": "tiny", "seed": 3, "blocks": 2,
+                            "records": 150, "rows": 10, "planted_nonzeros_share": 0.1}  # fmt: skip
+    assert a.problem.X.shape == (20, 300)
+    # the blocks are independent: every column touches the rows of one block only
+    rows_of = [set(a.problem.csc[:, j].indices // 10) for j in range(300)]
+    assert all(len(r) == 1 for r in rows_of)
+    small = {i.name: i.problem for i in standard_instances("tiny")}
+    assert list(small) == [f"{k}-tiny" for k in co.studies.STANDARD]
+    assert small["local-area-tiny"].X.shape == (127, 1440)
+    # the conflicting variant: the same matrix, other (noisy) totals
+    assert (small["conflicting-tiny"].X != small["local-area-tiny"].X).nnz == 0
+    assert not np.allclose(small["conflicting-tiny"].targets, small["local-area-tiny"].targets)
+    with pytest.raises(co.InvalidProblemError, match="size 'huge'"):
+        make_instance("bounded-qp", "huge")
