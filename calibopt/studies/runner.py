@@ -278,8 +278,8 @@ class _Run:
             src = weights_dir / f"{k}.npy"
             if src.is_file():
                 os.replace(src, weights_dir / _weights_name(p))
-            if self.keep:
-                finalize(self.table(), self.sources, self.root, save=True)
+            if self.keep:  # the table so far, for a study that is stopped and resumed
+                finalize(self.table(), self.sources, self.root, save=True, distances=False)
 
         bar = None
         if how.pop("progress") and todo:
