@@ -6,8 +6,8 @@ Worker processes come from `pebble <https://pypi.org/project/Pebble/>`_'s proces
 task past its time limit is killed and its worker replaced, a worker that dies (segfault,
 ``abort()``) is replaced and its task reported, and the other workers go on. Workers start
 from a ``forkserver`` that has imported calibopt's methods and compiled the serial kernels
-once, so a replaced worker imports nothing again, and they are reused across tasks. Each problem is saved once (a
-memory-mappable ``.npz``) and every task receives only its path.
+once, so a replaced worker imports nothing again, and they are reused across tasks. Each
+problem is saved once (a memory-mappable ``.npz``) and every task receives only its path.
 """
 
 from __future__ import annotations

@@ -167,11 +167,20 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def finalize(rows: list[dict[str, Any]], sources: list[Any], root: Path, *, save: bool) -> Study:
-    """The study table from its rows (columns in order, distances computed); saved into
-    ``root`` when ``save``."""
+def finalize(
+    rows: list[dict[str, Any]],
+    sources: list[Any],
+    root: Path,
+    *,
+    save: bool,
+    distances: bool = True,
+) -> Study:
+    """The study table from its rows (columns in order); ``distance_to_first`` computed from
+    the weights files when ``distances`` (once, at the end of a study: it reads every
+    pair's weights); saved into ``root`` when ``save``."""
     table = _typed(pd.DataFrame(rows))
-    table["distance_to_first"] = _distances(table, root)
+    if distances:
+        table["distance_to_first"] = _distances(table, root)
     study = Study(table)
     study.attrs["directory"] = str(root)
     study.attrs["problems"] = {s.name: str(s.path) for s in sources if s.path is not None}
