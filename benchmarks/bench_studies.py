@@ -34,7 +34,7 @@ import pandas as pd
 
 import calibopt as co
 from calibopt.studies import make_instance, standard_instances
-from calibopt.studies.worker import Task
+from calibopt.studies.worker import Task, _reset_peak, _status_kib
 
 
 def _matrix_bytes(p: co.CalibrationProblem) -> int:
@@ -49,11 +49,14 @@ def overhead(spec: str, repeats: int) -> dict:
     made = time.perf_counter() - t
     p = inst.problem
     co.calibrate(p, method="raking")  # compile / warm the kernels here too
-    inproc = []
+    inproc, inproc_peak = [], []
     for _ in range(repeats):
+        base = _reset_peak()
         t = time.perf_counter()
         co.calibrate(p, method="raking")
         inproc.append(time.perf_counter() - t)
+        peak = _status_kib("VmHWM")
+        inproc_peak.append((peak - base) / 1024 if base is not None else np.nan)
     t = time.perf_counter()
     blob = pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)
     pickle.loads(blob)
@@ -81,6 +84,7 @@ def overhead(spec: str, repeats: int) -> dict:
         "plain pool: pickled problem MB": len(blob) / 2**20,
         "plain pool: pickle+unpickle s": naive,
         "worker peak MB / repeat": r["peak_memory_mb"],
+        "in-process peak MB / repeat": float(np.nanmax(inproc_peak)),
         "study wall s (incl. pool start)": total,
         "instance build s": made,
     }
