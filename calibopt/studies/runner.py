@@ -70,12 +70,16 @@ def _pairs(
                 wanted = [None]
             else:
                 wanted = [solvers] if isinstance(solvers, str) else list(solvers)
+            seen: set[str | None] = set()
             for solver in wanted:
                 own = solver
                 if solver is None:
                     own = spec.solvers[0] if spec.solvers else None
                 elif spec.solvers:
                     own = match_solver(spec, solver)
+                if own in seen and own is not None:
+                    continue  # named twice (e.g. None and the default's own name)
+                seen.add(own)
                 why = None
                 if own is None and solver is not None:
                     why = f"{spec.name} takes {', '.join(spec.solvers)}"

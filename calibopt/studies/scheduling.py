@@ -168,7 +168,8 @@ def schedule(
         "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     )
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["calibopt.studies._preload"])
+        # the forkserver (started once per process) imports these once for every worker
+        ctx.set_forkserver_preload(["calibopt.studies._preload", *_heavy_modules(pairs)])
     pool = ProcessPool(
         max_workers=workers,
         initializer=initialize_worker,
