@@ -35,9 +35,12 @@ _SHOWN = [
 
 
 def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (np.ndim(value) == 0 and not isinstance(value, str) and pd.isna(value)):
         return ""
-    if isinstance(value, float):
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        value = float(value)
         if value.is_integer() and abs(value) < 1e15:
             return f"{int(value):,}"
         return f"{value:.3g}"
@@ -150,7 +153,8 @@ def _markdown(table: pd.DataFrame, winners: list[pd.Series], figures: list) -> s
         heads = ["instance", "method", "solver", "status", "wall s", "max rel err", "non-zeros"]
         best = pd.DataFrame(winners)[cols]
         parts += [
-            "## Fastest pair meeting every target and bound, per instance",
+            "## Fastest pair meeting every target and bound (else the most accurate that "
+            "returned weights), per instance",
             "",
             markdown_table(best, heads),
             "",
