@@ -23,6 +23,7 @@ Long: run under ``flock /tmp/calibopt-heavy.lock``.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 import tempfile
@@ -90,12 +91,42 @@ def overhead(spec: str, repeats: int) -> dict:
     }
 
 
+def _abort(problem, *, solver=None):
+    os.abort()
+
+
+def _sleep(problem, *, solver=None):
+    time.sleep(3600)
+
+
+def restarts() -> pd.DataFrame:
+    """The overhead of the run that follows a crash (``abort()``) or a time-out: a new worker
+    is forked from the forkserver (which has imported the methods, cvxpy and torch)."""
+    from calibopt.formulations import register_method
+
+    for name, fn in (("bench-abort", _abort), ("bench-sleep", _sleep)):
+        register_method(name, solvers=("fake",), catalogue="-", summary="benchmark only",
+                        guarantee="approximate", iterations="-", objective="-")(fn)  # fmt: skip
+    methods = ["linear", "bench-abort", "raking", "bench-sleep", "truncated", "hard-concrete"]
+    study = co.compare(
+        "survey-margins:tiny",
+        methods=methods,
+        solvers=[None, "CLARABEL"],
+        time_limit=2.0,
+        progress=False,
+    )
+    study = study[study["status"] != "not_applicable"]
+    return study[["method", "solver", "status", "wall_time", "overhead"]]
+
+
 def run_overhead(args: argparse.Namespace) -> pd.DataFrame:
     rows = [overhead(s, args.repeats) for s in (args.small, args.large)]
     table = pd.DataFrame(rows).set_index("instance").T
     print(f"\n== isolation overhead ({args.repeats} repeats of raking/newton per instance) ==")
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160):
         print(table.to_string())
+        print("\n== overhead of the run after a crash or a time-out (time limit 2 s) ==")
+        print(restarts().to_string(index=False))
     return table
 
 
@@ -125,7 +156,7 @@ def run_study(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["overhead", "study", "all"], default="all")
+    ap.add_argument("--part", choices=["overhead", "restarts", "study", "all"], default="all")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--small", default="survey-margins:tiny")
     ap.add_argument("--large", default="bounded-qp:large")
@@ -135,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.part in ("overhead", "all"):
         run_overhead(args)
+    if args.part == "restarts":
+        with pd.option_context("display.float_format", "{:.4g}".format):
+            print(restarts().to_string(index=False))
     if args.part in ("study", "all"):
         run_study(args)
     return 0
