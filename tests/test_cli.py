@@ -291,7 +291,9 @@ def test_module_entry_point_and_package_layout():
         "allocate",
         "build-matrix",
         "calibrate",
+        "compare",
         "demo",
+        "methods",
         "stack",
         "targets",
     ]

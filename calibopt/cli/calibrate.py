@@ -30,6 +30,7 @@ from ..errors import InvalidProblemError
 from ..formulations import methods
 from ..margins import problem_from_margins
 from ..problem import CalibrationProblem
+from ._json import add_json_argument, emit, human_output
 from ._parsers import add_command
 from ._tables import read_table, write_table
 
@@ -107,6 +108,32 @@ def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np
 
 
 def _run(args: argparse.Namespace) -> int:
+    with human_output(args):
+        code, result, written = _calibrate(args)
+    if args.json:
+        emit(
+            dict(
+                status=result.status,
+                success=result.success,
+                method=result.method,
+                solver=result.solver,
+                iterations=result.iterations,
+                wall_time=result.wall_time,
+                objective=result.objective,
+                max_rel_error=result.max_rel_error,
+                mean_rel_error=result.mean_rel_error,
+                nnz=result.nnz,
+                g_min=float(result.g.min()),
+                g_max=float(result.g.max()),
+                message=result.message,
+                weights_file=written,
+                diagnostics=result.diagnostics,
+            )
+        )
+    return code
+
+
+def _calibrate(args: argparse.Namespace) -> tuple[int, object, str | None]:
     out = Path(args.out)
     for path in (out, Path(args.diagnostics) if args.diagnostics else None):
         if path is not None and path.exists() and not args.overwrite:
@@ -127,12 +154,12 @@ def _run(args: argparse.Namespace) -> int:
             f"written (pass --write-unsuccessful to write them anyway).",
             file=sys.stderr,
         )
-        return 3
+        return 3, result, None
     table = pd.DataFrame({"unit": ids, "weight": result.weights, "g": result.g})
     write_table(table, out, overwrite=args.overwrite)
     note = "" if result.success else f" (status {result.status!r}: not a success)"
     print(f"weights written to {out}{note}")
-    return 0 if result.success else 3
+    return (0 if result.success else 3), result, str(out)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -167,4 +194,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write the weights even when the result is not a success (exit status 3)",
     )
+    add_json_argument(p)
     p.set_defaults(func=_run)
