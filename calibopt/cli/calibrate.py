@@ -37,12 +37,19 @@ from ._tables import read_table, write_table
 __all__ = ["register"]
 
 
-def _pair(values: list[str] | None) -> tuple[float | None, float | None] | None:
+def _pair(values: list[str] | None, name: str) -> tuple[float | None, float | None] | None:
+    """``--bounds LOWER UPPER`` as a pair; ``none`` (or ``inf``) means no bound on that side."""
     if values is None:
         return None
     out = []
     for v in values:
-        out.append(None if v.lower() in ("none", "inf", "-inf", "") else float(v))
+        if v.lower() in ("none", "inf", "-inf", "+inf", ""):
+            out.append(None)
+            continue
+        try:
+            out.append(float(v))
+        except ValueError:
+            raise InvalidProblemError(f"{name} takes two numbers or 'none', got {v!r}.") from None
     return out[0], out[1]
 
 
@@ -64,11 +71,10 @@ def _check_one_input_kind(args: argparse.Namespace) -> None:
 
 
 def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np.ndarray]:
-    options = dict(
-        bounds=_pair(args.bounds),
-        ratio_bounds=_pair(args.ratio_bounds),
-        tolerance=args.tolerance,
-    )
+    options: dict = dict(ratio_bounds=_pair(args.ratio_bounds, "--ratio-bounds"))
+    if args.bounds is not None:  # without --bounds: the default, non-negative weights
+        options["bounds"] = _pair(args.bounds, "--bounds")
+    options["tolerance"] = args.tolerance
     _check_one_input_kind(args)
     if args.data is not None:
         if args.margins is None:
@@ -182,7 +188,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--initial-weights", help="file whose last column holds the design weights")
     p.add_argument("--method", default="raking", help=f"one of {', '.join(methods())}")
     p.add_argument("--solver", default=None, help="'newton' (default) or a cvxpy solver name")
-    p.add_argument("--bounds", nargs=2, metavar=("LOWER", "UPPER"), help="bounds on w")
+    p.add_argument(
+        "--bounds",
+        nargs=2,
+        metavar=("LOWER", "UPPER"),
+        help="bounds on w (default 0 none: non-negative weights; 'none none' removes them)",
+    )
     p.add_argument("--ratio-bounds", nargs=2, metavar=("L", "U"), help="bounds on g = w/d")
     p.add_argument("--tolerance", type=float, default=0.0, help="relative tolerance per target")
     p.add_argument("--penalty", type=float, default=None, help="soft targets with this weight")

@@ -31,6 +31,8 @@ def solver_installed(solver: str) -> bool:
         return True
     if solver in _MODULES:  # lower-case names: a Python package (highspy, torch, cvxpy)
         return importlib.util.find_spec(_MODULES[solver]) is not None
+    if low.startswith("cvxpy:"):  # a MIP/LP through cvxpy: "cvxpy:SCIP"
+        return solver.split(":", 1)[1].upper() in _cvxpy_solvers()
     if solver.isupper():  # cvxpy's solver names are upper-case
         return solver in _cvxpy_solvers()
     return True  # a plug-in's own engine: calibopt cannot tell; its run will say
