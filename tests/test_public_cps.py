@@ -214,3 +214,23 @@ def test_per_state_bounded_qps(three_states):
         lam, *_ = np.linalg.lstsq((X[free] / scale).toarray(), g[free] - 1, rcond=None)
         fitted = 1 + (X / scale) @ lam
         np.testing.assert_allclose(g, np.clip(fitted, 0, 10), atol=1e-6)
+
+
+def test_conflicting_sources_are_named(cps_2023):
+    """Census's population under 5 and the 0-4 age group of the age file describe the same
+    persons with different numbers (Vermont: 27,168 vs 27,193): exact calibration to both is
+    impossible, and the error names both targets."""
+    from calibopt.datasets.public import load_state_targets
+
+    ds, _ = cps_2023
+    db = load_state_targets(include=("age", "under5"))
+    m = MatrixBuilder(db, ds, [50], level="state", period=2023).build()
+    pair = m.targets["constraints"].map(lambda c: ("age", "<", "5") in c).to_numpy()
+    assert pair.sum() == 2
+    rows = m.X[np.flatnonzero(pair)].toarray()
+    np.testing.assert_array_equal(rows[0], rows[1])  # the same persons
+    assert sorted(m.targets.loc[pair, "value"]) == [27_168.0, 27_193.0]
+    d = shared_prior(m.columns, np.array([0.002]), home_share=0.0)
+    with pytest.raises(co.InfeasibleError) as info:
+        co.calibrate(area_problem(m, 50, d), method="truncated")
+    assert set(m.targets.loc[pair, "name"]) <= set(info.value.targets)
