@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InfeasibleError, SolverError
+from ..errors import InfeasibleError, InvalidProblemError, SolverError
 from ..fit import check_weights
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
-from ..solvers.cvx import assemble, cvxpy_model
+from ..solvers.cvx import cvxpy_model
 from ..solvers.domain import sparse_domain
-from ..solvers.highs import HighsOutcome, highs_model, solve_highs
+from ..solvers.highs import highs_model, solve_highs
 from ..solvers.loss import DEFAULT_EPS
 from ..validate import integer, number, optional_text
+from .l0_cvxpy import run_cvxpy
 from .l0_model import L0Model, build_l0_model
 from .l0_start import shrink_start
 from .l0_start import warm_start as _warm_start
@@ -42,7 +43,7 @@ def build(problem: CalibrationProblem, **options: Any) -> Any:
     return cvxpy_model(model.lp)[0]
 
 
-def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose, effort):
+def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose, effort, extra):
     opts: dict[str, Any] = {"mip_rel_gap": float(mip_gap), "output_flag": bool(verbose)}
     opts["mip_heuristic_effort"] = float(effort)
     # the count objective is integral: a gap below 1 proves optimality
@@ -57,61 +58,8 @@ def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbos
         opts["threads"] = int(threads)
     if seed is not None:
         opts["random_seed"] = int(seed)
+    opts.update(extra or {})
     return opts
-
-
-def _run_cvxpy(
-    model: L0Model, solver: str, start: np.ndarray | None, time_limit: float | None, verbose: bool
-) -> HighsOutcome:
-    import cvxpy as cp
-
-    name = solver.split(":", 1)[1] if solver.lower().startswith("cvxpy:") else solver
-    name = name.upper()
-    if name in ("", "CVXPY"):
-        name = "HIGHS"  # "cvxpy" alone: the same MIP through cvxpy, solved by HiGHS
-    prob, xc, xi, _ = cvxpy_model(model.lp)
-    if start is not None:
-        integer_cols = np.asarray(model.lp.integer, bool)
-        xc.value = start[~integer_cols]
-        if xi is not None:
-            xi.value = start[integer_cols]
-    kwargs: dict[str, Any] = {}
-    if time_limit is not None:
-        # each solver's own time-limit option through cvxpy
-        if name == "HIGHS":
-            kwargs["time_limit"] = float(time_limit)
-        elif name == "SCIP":
-            kwargs["scip_params"] = {"limits/time": float(time_limit)}
-        elif name == "GUROBI":
-            kwargs["TimeLimit"] = float(time_limit)
-    t0 = time.perf_counter()
-    try:
-        prob.solve(solver=name, verbose=verbose, warm_start=start is not None, **kwargs)
-    except cp.error.SolverError as exc:
-        raise SolverError(f"cvxpy solver {name} failed on the L0 MIP: {exc}") from exc
-    except (ValueError, KeyError) as exc:
-        raise SolverError(
-            f"cvxpy cannot solve the L0 MIP with {name!r} ({exc}); installed: "
-            f"{cp.installed_solvers()}."
-        ) from exc
-    seconds = time.perf_counter() - t0
-    x = assemble(model.lp, xc, xi)
-    st = prob.status
-    return HighsOutcome(
-        status=st,
-        optimal=st == cp.OPTIMAL,
-        infeasible=st in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE),
-        interrupted=False,
-        has_solution=x is not None,
-        x=x,
-        objective=float(prob.value) if x is not None else np.nan,
-        bound=float(prob.value) if st == cp.OPTIMAL else np.nan,
-        gap=0.0 if st == cp.OPTIMAL else np.inf,
-        nodes=-1,
-        iterations=0,
-        seconds=seconds,
-        extra={"cvxpy_solver": name, "compile_seconds": prob.compilation_time or 0.0},
-    )
 
 
 def _soft_objective(
@@ -176,6 +124,16 @@ def _message(out, label, proven, refit, soft, refit_note) -> str:
     return "; ".join(parts)
 
 
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise InvalidProblemError(
+            f"`{name}` must be a dict of option names to values, got {type(value).__name__}."
+        )
+    return dict(value)
+
+
 def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed):
     def maybe(fn, name, value, **kw):
         return None if value is None else fn(name, value, **kw)
@@ -221,6 +179,7 @@ def solve(
     warm_start_iter: int = 5,
     support_search: float = 10.0,
     heuristic_effort: float = 0.05,
+    highs_options: dict[str, Any] | None = None,
     refit: str | None = "linear",
     threads: int | None = None,
     seed: int | None = None,
@@ -265,6 +224,10 @@ def solve(
         (:func:`calibopt.solvers.support_search.shrink_support`); 0 switches it off.
     heuristic_effort
         HiGHS's ``mip_heuristic_effort`` (share of the work spent in primal heuristics).
+    highs_options
+        Further HiGHS options by name (e.g. ``{"mip_pscost_minreliable": 2}``), set after and
+        over calibopt's own; a name HiGHS does not know raises
+        :class:`~calibopt.errors.InvalidProblemError`.
     refit
         Re-fit the kept weights with this distance method (``"linear"``: closest to the
         design weights in chi-square with every band met), or None to keep the MIP's weights.
@@ -313,11 +276,19 @@ def solve(
         remaining = max(1.0, time_limit - (time.perf_counter() - t_start))
     if solver is None or solver.lower() == "highs":
         opts = _highs_options(
-            model, mip_gap, remaining, node_limit, threads, seed, verbose, heuristic_effort
+            model,
+            mip_gap,
+            remaining,
+            node_limit,
+            threads,
+            seed,
+            verbose,
+            heuristic_effort,
+            _mapping("highs_options", highs_options),
         )
         out = solve_highs(highs_model(model.lp, options=opts), start=start)
     else:
-        out = _run_cvxpy(model, solver, start, remaining, verbose)
+        out = run_cvxpy(model, solver, start, remaining, verbose)
     timings["mip"] = out.seconds
     if out.infeasible:
         raise InfeasibleError(
