@@ -8,8 +8,8 @@ no warm start), + tightest big-M per record, + aggregation of identical records 
 support shrunk by drop / two-for-one moves, each checked by an LP: the full default). Also the
 same MIP through cvxpy against highspy directly.
 
-Part ``solvers`` -- the same model and start (defaults) solved by HiGHS, SCIP and Gurobi (its
-pip licence: at most 2,000 variables and rows) through cvxpy, same time limit, on 1,000 x 30 and
+Part ``solvers`` -- the same model and start (defaults) solved by HiGHS, SCIP (cvxpy) and Gurobi
+(gurobipy; its pip licence: at most 2,000 variables and rows), same time limit, on 1,000 x 30 and
 1,000 x 50 (or ``--sizes``); a solver that is missing is skipped and said so.
 
 Part ``pareto`` -- a local-area-shaped problem (100 areas in 4 states x 1,000 households =
@@ -253,8 +253,9 @@ MIP_SOLVERS = {
 
 def run_solvers(sizes: list[tuple[int, int]], time_limit: float) -> pd.DataFrame:
     """The same model (default options: warm start and support search included) solved by
-    HiGHS, SCIP and Gurobi (its pip licence is limited to 2,000 variables and rows); a solver
-    cvxpy does not have, or whose licence refuses the size, is reported and skipped."""
+    HiGHS, SCIP (through cvxpy) and Gurobi (gurobipy directly: its pip licence is limited to
+    2,000 variables and rows); a solver not installed, or whose licence refuses the size, is
+    reported and skipped."""
     import cvxpy as cp
 
     have = set(cp.installed_solvers())
@@ -262,7 +263,7 @@ def run_solvers(sizes: list[tuple[int, int]], time_limit: float) -> pd.DataFrame
     for n, m in sizes:
         p = block_problem(n, m)
         for label, solver in MIP_SOLVERS.items():
-            if solver.startswith("cvxpy:") and solver.split(":")[1] not in have:
+            if solver.upper().split(":")[-1] not in have | {"HIGHS"}:
                 print(f"{label}: not installed, skipped")
                 continue
             t0 = time.perf_counter()

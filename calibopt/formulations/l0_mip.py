@@ -25,7 +25,7 @@ from ..solvers.domain import sparse_domain
 from ..solvers.highs import highs_model, solve_highs
 from ..solvers.loss import DEFAULT_EPS
 from ..validate import integer, number, optional_text
-from .l0_cvxpy import run_cvxpy
+from .l0_backends import run_cvxpy, run_gurobi
 from .l0_model import L0Model, build_l0_model
 from .l0_start import shrink_start
 from .l0_start import warm_start as _warm_start
@@ -153,7 +153,7 @@ def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, thre
     "l0-mip",
     aliases=("l0", "mip"),
     build=build,
-    solvers=("highs", "cvxpy:HIGHS", "cvxpy:SCIP"),
+    solvers=("highs", "gurobi", "cvxpy:HIGHS", "cvxpy:SCIP"),
     catalogue="l0-mip.md",
     summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS)",
     guarantee="optimal",
@@ -194,7 +194,9 @@ def solve(
         defines the bands ``|X_j w - b_j| <= tol_j |b_j|``.
     solver
         None or ``"highs"``: HiGHS through highspy, the model passed as sparse arrays
-        (fastest); ``"cvxpy:HIGHS"`` or another cvxpy MIP solver name: the same model via cvxpy.
+        (fastest); ``"gurobi"``: gurobipy directly (bounds kept as variable bounds, so 1,000
+        records fit its pip licence); ``"cvxpy:HIGHS"`` or another cvxpy MIP solver name: the
+        same model via cvxpy.
     time_limit
         Seconds for the whole call (per block with ``calibrate(..., blocks=)``); None for no
         limit. On the limit the best valid support found is returned with its MIP gap
@@ -287,6 +289,8 @@ def solve(
             _mapping("highs_options", highs_options),
         )
         out = solve_highs(highs_model(model.lp, options=opts), start=start)
+    elif solver.lower() == "gurobi":
+        out = run_gurobi(model, start, remaining, threads, seed, verbose)
     else:
         out = run_cvxpy(model, solver, start, remaining, verbose)
     timings["mip"] = out.seconds
