@@ -11,7 +11,7 @@ from test_l0_mip import brute_force_min_support, random_problem
 import calibopt as co
 from calibopt.fit import check_weights
 from calibopt.formulations.l0_model import build_l0_model
-from calibopt.formulations.l0_start import search_support
+from calibopt.formulations.l0_start import root_bound, search_support
 from calibopt.solvers.support_search import shrink_support
 
 
@@ -86,3 +86,19 @@ def test_bad_search_options(options, match):
     p = random_problem(10, 4, 1)
     with pytest.raises(co.CalibrationError, match=match):
         co.calibrate(p, method="l0-mip", **options)
+
+
+@pytest.mark.parametrize("n, m, seed", [(10, 4, 1), (12, 4, 2)])
+def test_search_stops_at_the_root_bound(n, m, seed):
+    p = random_problem(n, m, seed)
+    model = build_l0_model(p)
+    bound = root_bound(model)
+    optimum = brute_force_min_support(p)
+    assert bound <= optimum + 1e-9  # a valid lower bound
+    free, _ = search_support(model, model.multiplicity.copy(), None, seed)
+    # a stop at or above what the free search reaches ends as soon as the count gets there
+    stop = int(free.counts.sum())
+    out, w = search_support(model, model.multiplicity.copy(), None, seed, stop_at=stop)
+    assert out.stopped == "bound reached"
+    assert out.counts.sum() == stop and out.lps <= free.lps
+    assert feasible_on(p, np.flatnonzero(w))

@@ -16,6 +16,8 @@ import numpy as np
 from ..errors import InvalidProblemError
 from ..fit import check_weights
 from ..problem import CalibrationProblem
+from ..solvers.highs import highs_model, solve_highs
+from ..solvers.linear_program import LinearProgram
 from ..solvers.reweighted_l1 import reweighted_l1
 from ..solvers.support_search import SupportSearch, shrink_support
 from .l0_model import L0Model
@@ -41,8 +43,27 @@ def warm_start(problem, model: L0Model, start, iterations: int, refit) -> np.nda
     return fitted
 
 
+def root_bound(model: L0Model) -> float:
+    """The LP relaxation's optimum of the count model (covers included): no support is smaller
+    than its ceiling. ``-inf`` when HiGHS does not report an optimum."""
+    relaxed = LinearProgram(
+        cost=model.lp.cost,
+        col_lower=model.lp.col_lower,
+        col_upper=model.lp.col_upper,
+        A=model.lp.A,
+        row_lower=model.lp.row_lower,
+        row_upper=model.lp.row_upper,
+    )
+    out = solve_highs(highs_model(relaxed))
+    return float(out.objective) if out.optimal else -np.inf
+
+
 def search_support(
-    model: L0Model, counts: np.ndarray, seconds: float | None, seed: int = 0
+    model: L0Model,
+    counts: np.ndarray,
+    seconds: float | None,
+    seed: int = 0,
+    stop_at: int | None = None,
 ) -> tuple[SupportSearch, np.ndarray]:
     """:func:`shrink_support` over the model's band rows from ``counts`` kept copies per class;
     returns the search and the record weights of its last feasible LP."""
@@ -58,6 +79,7 @@ def search_support(
         counts,
         time_limit=seconds,
         seed=seed,
+        stop_at=stop_at,
     )
     x = np.zeros(model.n_cols)
     x[:C] = search.values
@@ -87,8 +109,15 @@ def shrink_start(
         return start_w, {}
     x0 = model.start_from_weights(problem, start_w)
     C = model.n_classes
+    bound = root_bound(model)
+    # the search stops at the rounded-up LP bound (the tolerance guards HiGHS's own)
+    stop_at = int(np.ceil(bound - 1e-6)) if np.isfinite(bound) else None
+    if stop_at is not None and np.count_nonzero(start_w) <= stop_at:
+        return start_w, {"root_lp_bound": bound}
     try:
-        search, w = search_support(model, np.rint(x0[C : 2 * C]).astype(np.int64), seconds, seed)
+        search, w = search_support(
+            model, np.rint(x0[C : 2 * C]).astype(np.int64), seconds, seed, stop_at
+        )
     except ValueError:  # valid to the checker's accuracy but not to the LP's tolerance
         return start_w, {}
     info = {
@@ -97,6 +126,7 @@ def shrink_start(
         "support_search_lps": search.lps,
         "support_search_seconds": search.seconds,
         "support_search_stopped": search.stopped,
+        "root_lp_bound": bound,
     }
     if search.counts.sum() >= np.count_nonzero(start_w):
         return start_w, info

@@ -46,7 +46,8 @@ class SupportSearch:
         Accepted drop moves and two-for-one swaps; LPs solved.
     seconds : float
     stopped : str
-        ``"local optimum"`` (no move succeeds) or ``"time limit"``.
+        ``"local optimum"`` (no move succeeds), ``"bound reached"`` (``stop_at``) or
+        ``"time limit"``.
     """
 
     counts: np.ndarray
@@ -106,6 +107,7 @@ def shrink_support(
     width: int = 40,
     tol: float = 1e-9,
     seed: int = 0,
+    stop_at: int | None = None,
 ) -> SupportSearch:
     """A feasible support with fewer kept copies, by drop and two-for-one moves.
 
@@ -131,6 +133,9 @@ def shrink_support(
         Largest phase-one violation taken as feasible.
     seed
         Breaks ties in the order moves are tried.
+    stop_at
+        A lower bound on the count (e.g. the rounded-up LP bound of the MIP): the search stops
+        as soon as it reaches it, since no feasible support is smaller.
     """
     t0 = time.perf_counter()
     N = np.asarray(counts, dtype=np.int64).copy()
@@ -207,10 +212,13 @@ def shrink_support(
                     return True
         return False
 
-    while not out_of_time():
+    def at_bound() -> bool:
+        return stop_at is not None and int(N.sum()) <= stop_at
+
+    while not out_of_time() and not at_bound():
         if not (try_drop() or try_swap()):
             break
-    stopped = "time limit" if out_of_time() else "local optimum"
+    stopped = "bound reached" if at_bound() else "time limit" if out_of_time() else "local optimum"
     # the LP's bounds may lag after an interrupted move: re-solve on the accepted support
     for c in range(N.size):
         lp.set(c, N[c])
