@@ -41,7 +41,7 @@ __all__: list[str] = []
 class _Options:
     """The method's options, validated."""
 
-    lambda_l0: float
+    lambda_l0: float | np.ndarray
     lambda_l2: float
     epochs: int
     lr: float
@@ -55,6 +55,19 @@ class _Options:
     threads: int | None
     stop_tolerance: float | None
     checkpoint: Path | None
+
+
+def _lambda_l0(value: Any, n_units: int) -> float | np.ndarray:
+    """A number, or one value per unit (adaptive sparsity), each >= 0."""
+    if np.ndim(value) == 0:
+        return number("lambda_l0", value, low=0.0)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (n_units,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InvalidProblemError(
+            f"`lambda_l0` must be a number >= 0 or {n_units} finite values >= 0 (one per "
+            f"unit), got shape {arr.shape}."
+        )
+    return arr
 
 
 def _options(**o: Any) -> _Options:
@@ -78,7 +91,7 @@ def _options(**o: Any) -> _Options:
         raise InvalidProblemError("`callback` must be callable (it receives a dict).")
     stop = o["stop_tolerance"]
     return _Options(
-        lambda_l0=number("lambda_l0", o["lambda_l0"], low=0.0),
+        lambda_l0=_lambda_l0(o["lambda_l0"], o["n_units"]),
         lambda_l2=number("lambda_l2", o["lambda_l2"], low=0.0),
         epochs=integer("epochs", o["epochs"], low=0),
         lr=lr,
@@ -118,13 +131,14 @@ def _polish(problem, w, out, free, gates, polish, repair):
     return w, report, message
 
 
-def _objective(problem: CalibrationProblem, w: np.ndarray, root, lam0: float, lam2: float) -> float:
-    """``sum_j omega_j (X_j w - b_j)^2 + lambda_l0 nnz(w) + lambda_l2 sum (w/d)^2``."""
+def _objective(problem: CalibrationProblem, w: np.ndarray, root, lam0: Any, lam2: float) -> float:
+    """``sum_j omega_j (X_j w - b_j)^2 + sum_i lambda_l0_i [w_i != 0] + lambda_l2 sum (w/d)^2``."""
     z = root * (problem.X @ w - problem.targets)
     d = problem.initial_weights
     pos = d > 0
     l2 = float(np.sum((w[pos] / d[pos]) ** 2))
-    return float(z @ z) + lam0 * np.count_nonzero(w) + lam2 * l2
+    l0 = float(np.sum(lam0[w != 0])) if np.ndim(lam0) else lam0 * np.count_nonzero(w)
+    return float(z @ z) + l0 + lam2 * l2
 
 
 @register_method(
@@ -145,7 +159,7 @@ def solve(
     problem: CalibrationProblem,
     *,
     solver: str | None = None,
-    lambda_l0: float = 1e-5,
+    lambda_l0: float | np.ndarray = 1e-5,
     lambda_l2: float = 0.0,
     epochs: int = 2000,
     lr: float = 0.1,
@@ -187,7 +201,9 @@ def solve(
         gate is open, weighed against that unit's share of the fit. The share shrinks as the
         units per target grow, so large problems need smaller values: 1e-4 keeps ~1-2% of a
         100,000-column, 328-target problem; 1e-6 keeps ~1-2% of the 5.2M-column country (see
-        ``formulations/hard-concrete.md``).
+        ``formulations/hard-concrete.md``). One value per unit (an array) prices units
+        differently, e.g. per area (adaptive sparsity:
+        :func:`calibopt.decomposition.adaptive.adaptive_sparsity` chooses them).
     lambda_l2
         Weight of ``sum_i (w_i / d_i)^2`` (discourages large weight ratios), ``>= 0``.
     epochs
@@ -250,6 +266,7 @@ def solve(
             f"method 'hard-concrete' has one solver, 'torch'; got solver={solver!r}."
         )
     opt = _options(
+        n_units=problem.n_units,
         lambda_l0=lambda_l0,
         lambda_l2=lambda_l2,
         epochs=epochs,

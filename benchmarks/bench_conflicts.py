@@ -1,0 +1,298 @@
+"""Conflicting and hierarchical targets on the synthetic country with noise (issue 16).
+
+Parts (``--part``, default all), each on ``synthetic_country(size, seed=0, noise=0.02)``
+(``--size full``: 436 districts x 12,000 households = 5,232,000 columns):
+
+* ``conflicts`` -- ``co.diagnose``: time to the first minimal conflicting set and to all of
+  them (disjoint), LP solves, sets by kind; side by side, the existing single LP certificate
+  (``solvers.feasibility.lp_certificate``: proves infeasibility, names a non-minimal set) and,
+  on ``--iis-size`` (default small), HiGHS's own IIS routine on the whole feasibility LP.
+* ``reconcile`` -- ``reconcile(targets, target_hierarchy(matrix))``: time, families, residual,
+  changes, distance to the true totals before and after, conflicts left.
+* ``misfit`` -- ``least-misfit`` on the reconciled targets: the least largest relative miss.
+* ``consistency`` -- cross-area consistency to the design weights: the least largest target
+  miss (``least-misfit``, consistency rows hard) and the worst inconsistency factor, without
+  the rows, with a band of 10% and exact.
+* ``sparsity`` -- records per area, one global L0 price vs a price per area
+  (``decomposition.adaptive.adaptive_sparsity``, ``hard-concrete`` without polish) at the
+  same worst-area tolerance, on ``--sparsity-size`` (default small: CPU-only machine).
+
+Usage::
+
+    flock /tmp/calibopt-heavy.lock python benchmarks/bench_conflicts.py --size full \
+        [--part conflicts|reconcile|misfit|consistency|sparsity|all] [--time-limit 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _memory import settle, vm  # noqa: E402
+
+
+def build(size: str, noise: float = 0.02):
+    """The country, its matrix and its problem."""
+    from calibopt.datasets import synthetic_country
+    from calibopt.matrix import MatrixBuilder
+
+    t0 = time.perf_counter()
+    c = synthetic_country(size, seed=0, noise=noise)
+    m = MatrixBuilder(c.targets_database(), c.dataset, c.geographies, rules=c.rules).build()
+    return c, m, m.to_problem(), time.perf_counter() - t0
+
+
+def part_conflicts(size: str, time_limit: float, iis_size: str) -> dict:
+    import calibopt as co
+    from calibopt.fit import target_scale
+    from calibopt.solvers.feasibility import lp_certificate
+
+    _, _, p, t_build = build(size)
+    print(f"[conflicts] {p} built in {t_build:.1f} s", flush=True)
+    lo, hi = p.target_bands()
+    wlo, whi = p.weight_bounds()
+    t0 = time.perf_counter()
+    short = lp_certificate(p.X, lo, hi, wlo, whi, p.target_names, raise_if_infeasible=False)
+    t_cert = time.perf_counter() - t0
+    print(f"[conflicts] single LP certificate: {t_cert:.1f} s (shortfall {short:.4g})", flush=True)
+    report = co.diagnose(p, time_limit=time_limit, progress=False)
+    sets = report.conflicts
+    kinds = {
+        "pure (no bounds)": sum(not c.needs_bounds for c in sets),
+        "with bounds": sum(c.needs_bounds for c in sets),
+    }
+    sizes = [len(c.targets) for c in sets]
+    out = {
+        "size": size,
+        "targets": p.n_targets,
+        "columns": p.n_units,
+        "certificate_seconds": t_cert,
+        "first_set_seconds": report.first_seconds,
+        "all_sets_seconds": report.seconds,
+        "sets": len(sets),
+        "complete": report.complete,
+        "stop_reason": report.stop_reason,
+        "lp_solves": report.lp_solves,
+        "verified": sum(c.irreducible is True for c in sets),
+        "kinds": kinds,
+        "targets_in_sets": int(sum(sizes)),
+        "largest_set": max(sizes, default=0),
+        "misfit": report.misfit,
+        "first_sets": [c.describe(4) for c in sets[:3]],
+    }
+    print(report.summary(limit=5), flush=True)
+    if iis_size:
+        _, _, q, _ = build(iis_size)
+        t0 = time.perf_counter()
+        co.diagnose(q, max_sets=1, time_limit=time_limit, progress=False)
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        highs = co.diagnose(q, max_sets=1, time_limit=time_limit, engine="highs", progress=False)
+        t_highs = time.perf_counter() - t0
+        s = target_scale(q, q.initial_weights)
+        out["first_set_vs_highs_iis"] = {
+            "size": iis_size,
+            "ours_seconds": t_ours,
+            "highs_iis_seconds": t_highs,
+            "ratio": t_highs / t_ours,
+            "highs_found": len(highs.conflicts),
+            "scale_ok": bool(np.all(s > 0)),
+        }
+    return out
+
+
+def part_reconcile(size: str, time_limit: float) -> dict:
+    import calibopt as co
+    from calibopt.conflicts import reconcile, target_hierarchy
+
+    c, m, p, _ = build(size)
+    t0 = time.perf_counter()
+    rules = target_hierarchy(m)
+    t_rules = time.perf_counter() - t0
+    rec = reconcile(m.targets, rules)
+    # the matrix rows' true values, matched through their (canonical) constraints
+    key = dict(zip(zip(c.targets["variable"], c.targets["constraints"]), c.targets["true_value"]))
+    t = np.array(
+        [key[k] for k in zip(m.targets["variable"], m.targets["constraints"])], dtype=float
+    )
+    b = m.targets["value"].to_numpy(float)
+    x = rec.values.to_numpy()
+    p_rel = 1.0 / b**2
+    dist = lambda v: float(np.sqrt(np.sum(p_rel * v**2)))  # noqa: E731
+    after = co.diagnose(rec.apply(p), time_limit=time_limit, progress=False)
+    return {
+        "families": len(rules),
+        "hierarchy_seconds": t_rules,
+        "reconcile_seconds": rec.seconds,
+        "method": rec.method,
+        "residual": rec.residual,
+        "changed": int((rec.changes["change"] != 0).sum()),
+        "median_abs_rel_change": float(rec.changes["rel_change"].abs().median()),
+        "max_abs_rel_change": float(rec.changes["rel_change"].abs().max()),
+        "distance_to_truth_before": dist(b - t),
+        "distance_to_truth_after": dist(x - t),
+        "max_rel_error_vs_truth_before": float(np.max(np.abs(b - t) / np.abs(t))),
+        "max_rel_error_vs_truth_after": float(np.max(np.abs(x - t) / np.abs(t))),
+        "sets_after": len(after.conflicts),
+        "sets_after_complete": after.complete,
+        "misfit_after": after.misfit,
+    }
+
+
+def _reconciled(size: str):
+    from calibopt.conflicts import reconcile, target_hierarchy
+
+    c, m, _, _ = build(size)
+    rec = reconcile(m.targets, target_hierarchy(m))
+    return c, m, rec
+
+
+def part_misfit(size: str) -> dict:
+    import calibopt as co
+
+    _, m, rec = _reconciled(size)
+    p = rec.apply(m.to_problem())
+    r = co.calibrate(p, method="least-misfit")
+    return {
+        "misfit": r.info["misfit"],
+        "missed": len(r.info["misses"]),
+        "seconds": r.wall_time,
+        "lp_seconds": r.info["lp_seconds"],
+        "sifting_rounds": r.info["sifting_rounds"],
+        "working_set": r.info["working_set"],
+        "stage2": r.info["stage2"],
+        "status": r.status,
+    }
+
+
+def part_consistency(size: str) -> dict:
+    import calibopt as co
+
+    _, m, rec = _reconciled(size)
+    rows = []
+    for label, kw in (
+        ("none", {}),
+        ("band 10%", {"consistency": True, "consistency_tolerance": 0.10}),
+        ("exact", {"consistency": True}),
+    ):
+        settle()
+        p = rec.apply(m.to_problem(**kw))
+        t0 = time.perf_counter()
+        r = co.calibrate(p, method="least-misfit", hard=["consistency"] if kw else None)
+        n_targets = m.X.shape[0]
+        fit = np.abs(r.fit.rel_errors[:n_targets])
+        inc = m.inconsistency(r.weights)
+        rows.append(
+            {
+                "consistency": label,
+                "least_max_target_miss": r.info["misfit"],
+                "max_target_rel_error": float(fit.max()),
+                "worst_inconsistency_factor": inc["worst"],
+                "max_factor": inc["max_factor"],
+                "min_factor": inc["min_factor"],
+                "households_dropped": inc["dropped"],
+                "seconds": time.perf_counter() - t0,
+                "stage2": r.info["stage2"],
+                "peak_rss_mib": vm("VmHWM"),
+            }
+        )
+        print(f"[consistency] {rows[-1]}", flush=True)
+    return {"rows": rows}
+
+
+def part_sparsity(size: str, tolerance: float, epochs: int, rounds: int, lam: float) -> dict:
+    from calibopt.decomposition.adaptive import adaptive_sparsity
+
+    _, m, _, _ = build(size, noise=0.0)
+    p = m.to_problem()
+    labels = np.repeat(m.columns.geographies, m.columns.n_households)
+    opts = {"epochs": epochs, "seed": 0, "lr": 0.2}
+    out = {}
+    for per_area in (False, True):
+        a = adaptive_sparsity(
+            p,
+            labels,
+            tolerance=tolerance,
+            lambda_l0=lam,
+            rounds=rounds,
+            per_area=per_area,
+            options=opts,
+        )
+        areas = a.areas
+        key = "adaptive" if per_area else "global"
+        out[key] = {
+            "met": a.met,
+            "records": a.records,
+            "worst_area_error": a.worst_area_error,
+            "records_per_area_min_median_max": [
+                int(areas["records"].min()),
+                float(areas["records"].median()),
+                int(areas["records"].max()),
+            ],
+            "seconds": a.seconds,
+            "history": a.history.to_dict("records"),
+        }
+        print(f"[sparsity] {key}: {out[key]}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="full")
+    ap.add_argument("--part", default="all")
+    ap.add_argument("--time-limit", type=float, default=900.0)
+    ap.add_argument("--iis-size", default="small")
+    ap.add_argument("--sparsity-size", default="small")
+    ap.add_argument("--sparsity-tolerance", type=float, default=0.05)
+    ap.add_argument("--sparsity-epochs", type=int, default=1500)
+    ap.add_argument("--sparsity-rounds", type=int, default=6)
+    ap.add_argument("--sparsity-lambda", type=float, default=1e-4)
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    parts = (
+        ["conflicts", "reconcile", "misfit", "consistency", "sparsity"]
+        if args.part == "all"
+        else args.part.split(",")
+    )
+    results: dict = {"size": args.size}
+    for part in parts:
+        t0 = time.perf_counter()
+        if part == "conflicts":
+            res = part_conflicts(args.size, args.time_limit, args.iis_size)
+        elif part == "reconcile":
+            res = part_reconcile(args.size, args.time_limit)
+        elif part == "misfit":
+            res = part_misfit(args.size)
+        elif part == "consistency":
+            res = part_consistency(args.size)
+        elif part == "sparsity":
+            res = part_sparsity(
+                args.sparsity_size,
+                args.sparsity_tolerance,
+                args.sparsity_epochs,
+                args.sparsity_rounds,
+                args.sparsity_lambda,
+            )
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+        res["part_seconds"] = time.perf_counter() - t0
+        res["peak_rss_mib"] = vm("VmHWM")
+        results[part] = res
+        print(json.dumps({part: res}, indent=1, default=str), flush=True)
+    if args.out:
+        from calibopt.files import atomic_output
+
+        with atomic_output(args.out, overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
