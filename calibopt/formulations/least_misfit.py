@@ -28,7 +28,8 @@ from ..errors import CalibrationError, InfeasibleError, InvalidProblemError
 from ..fit import ACCURACY, target_scale
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
-from ..solvers.misfit import OBJECTIVES, SiftedMisfit, misfit_inputs
+from ..solvers.misfit import OBJECTIVES, misfit_inputs
+from ..solvers.sifting import SiftedMisfit
 from ..validate import choice, float_vector, number
 from .registry import register_method, run_method
 
