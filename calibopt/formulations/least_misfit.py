@@ -96,18 +96,30 @@ def _stage2_problem(problem, w_lp, miss, t, objective, k, hard, s) -> Calibratio
     return problem.with_options(targets=mid, tolerance=tol)
 
 
-def _closest(problem, stage2, distance) -> tuple[np.ndarray | None, str]:
-    """Stage 2 by the distance method (Newton first, then CLARABEL)."""
+CLARABEL_UNITS = 300_000
+"""Up to this many units, stage 2 falls back on CLARABEL when Newton's band loop fails."""
+
+
+def _closest(problem, stage2, distance, w_lp) -> tuple[np.ndarray | None, str]:
+    """Stage 2 by the distance method: Newton on the bands of the minimiser set; CLARABEL on
+    the same (small problems); else Newton with every target held at the LP's estimate (a
+    point of the minimiser set in target space: equality targets, no band loop)."""
     notes = []
-    for solver in ("newton", "CLARABEL"):
+    tries = [("newton", stage2)]
+    if problem.n_units <= CLARABEL_UNITS:
+        tries.append(("CLARABEL", stage2))
+    at_lp = stage2.with_options(targets=problem.X @ w_lp, tolerance=0.0)
+    tries.append(("newton, targets at the LP estimates", at_lp))
+    for label, prob in tries:
+        solver = label.split(",")[0]
         try:
-            res = run_method(stage2, distance, solver=solver)
+            res = run_method(prob, distance, solver=solver)
         except CalibrationError as exc:
-            notes.append(f"{distance} via {solver}: {type(exc).__name__}: {exc}")
+            notes.append(f"{distance} via {label}: {type(exc).__name__}: {str(exc)[:200]}")
             continue
         if res.success:
-            return res.weights, f"{distance} via {solver} ({res.status})"
-        notes.append(f"{distance} via {solver}: {res.status}")
+            return res.weights, f"{distance} via {label} ({res.status})"
+        notes.append(f"{distance} via {label}: {res.status}")
     return None, "; ".join(notes)
 
 
@@ -205,7 +217,7 @@ def solve(
     w, stage2 = w_lp, "none (the LP's vertex weights)"
     if distance is not None:
         prob2 = _stage2_problem(problem, w_lp, miss_lp, sol.value, objective, k, hard_mask, s)
-        closest, note = _closest(problem, prob2, distance)
+        closest, note = _closest(problem, prob2, distance, w_lp)
         if closest is not None:
             w, stage2 = closest, note
         else:
