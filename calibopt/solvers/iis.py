@@ -189,6 +189,8 @@ def _candidate(
 ) -> tuple[Settled | None, np.ndarray, str | None]:
     """The next set: settled from the dual support (widened if rounding blurred it)."""
     rows, direction, lower, upper = _dual_candidate(ctx, solver, sol, active)
+    if rows.size == 0:
+        return None, direction, "the misfit LP returned no dual certificate; search stopped"
     method = "dual vertex"
     if engine == "highs":
         n = solver.n

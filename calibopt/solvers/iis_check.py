@@ -56,13 +56,12 @@ class Subsystem:
         self, ctx: CheckContext, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray
     ) -> None:
         self.ctx, self.rows = ctx, np.asarray(rows)
-        Xr = sp.csc_matrix(ctx.X[self.rows])
+        rows_x = ctx.X[self.rows]
+        self.cols = cols = np.unique(rows_x.indices)  # the units these rows touch
+        Xr = sp.csc_matrix(rows_x[:, cols])
         Xr.sort_indices()
-        n = Xr.shape[1]
-        flag_l = np.zeros(n, bool)
-        flag_u = np.zeros(n, bool)
-        flag_l[lower] = True
-        flag_u[upper] = True
+        flag_l = np.isin(cols, lower)
+        flag_u = np.isin(cols, upper)
         labels, reps, big = merge_columns(Xr, flag_l, flag_u)
         # class column, in the scaled rows, normalised to a largest entry of 1; its variable
         # is y_c = sum_i mult_i x_i over the class (x = w / col_scale)
@@ -73,7 +72,8 @@ class Subsystem:
         if Ac.nnz:
             top[nz] = np.maximum.reduceat(np.abs(Ac.data), Ac.indptr[:-1][nz])
         Ac = sp.csc_matrix(Ac @ sp.diags(1.0 / top))
-        mult = big * ctx.col_scale * top[np.maximum(labels, 0)] / big[reps][np.maximum(labels, 0)]
+        cls = np.maximum(labels, 0)
+        mult = big * ctx.col_scale[cols] * top[cls] / big[reps][cls]
         self.labels = labels
         k = reps.size
         live = labels >= 0
@@ -85,8 +85,8 @@ class Subsystem:
         has_u[labels[live & flag_u]] = True
         lo_c[has_l] = 0.0
         hi_c[has_u] = 0.0
-        np.add.at(lo_c, labels[live & flag_l], (mult * ctx.xlo)[live & flag_l])
-        np.add.at(hi_c, labels[live & flag_u], (mult * ctx.xhi)[live & flag_u])
+        np.add.at(lo_c, labels[live & flag_l], (mult * ctx.xlo[cols])[live & flag_l])
+        np.add.at(hi_c, labels[live & flag_u], (mult * ctx.xhi[cols])[live & flag_u])
         self.col_lo, self.col_hi = lo_c, hi_c
         self.cur_lo, self.cur_hi = lo_c.copy(), hi_c.copy()
         self.row_on = np.ones(self.rows.size, bool)
@@ -247,9 +247,9 @@ class Subsystem:
         rows = np.sort(self.rows[[i for kind, i in kept if kind == "R"]])
         cls_l = np.array([i for kind, i in kept if kind == "L"], dtype=np.int64)
         cls_u = np.array([i for kind, i in kept if kind == "U"], dtype=np.int64)
-        low = np.flatnonzero(np.isin(self.labels, cls_l) & np.isfinite(self.ctx.xlo))
-        up = np.flatnonzero(np.isin(self.labels, cls_u) & np.isfinite(self.ctx.xhi))
-        return rows, low, up
+        low = self.cols[np.isin(self.labels, cls_l)]
+        up = self.cols[np.isin(self.labels, cls_u)]
+        return rows, low[np.isfinite(self.ctx.xlo[low])], up[np.isfinite(self.ctx.xhi[up])]
 
 
 def merge_columns(
