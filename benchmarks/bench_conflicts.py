@@ -208,12 +208,25 @@ def part_consistency(size: str) -> dict:
     return {"rows": rows}
 
 
+def home_sample(country, areas) -> np.ndarray:
+    """Households whose home district is each area (its own survey sample)."""
+    home = country.dataset.household["congressional_district_geoid"].to_numpy().astype(int)
+    counts = dict(zip(*np.unique(home, return_counts=True)))
+    return np.array([counts.get(int(a), 0) for a in areas])
+
+
+def _corr(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+
+
 def part_sparsity(size: str, tolerance: float, epochs: int, rounds: int, lam: float) -> dict:
     from calibopt.decomposition.adaptive import adaptive_sparsity
 
-    _, m, _, _ = build(size, noise=0.0)
+    c, m, _, _ = build(size, noise=0.0)
     p = m.to_problem()
     labels = np.repeat(m.columns.geographies, m.columns.n_households)
+    sample = home_sample(c, m.columns.geographies)
     opts = {"epochs": epochs, "seed": 0, "lr": 0.2}
     out = {}
     for per_area in (False, True):
@@ -237,6 +250,8 @@ def part_sparsity(size: str, tolerance: float, epochs: int, rounds: int, lam: fl
                 float(areas["records"].median()),
                 int(areas["records"].max()),
             ],
+            "corr_records_vs_home_sample": _corr(areas["records"], sample),
+            "corr_records_vs_local_targets": _corr(areas["records"], areas["local_targets"]),
             "seconds": a.seconds,
             "history": a.history.to_dict("records"),
         }
@@ -244,13 +259,13 @@ def part_sparsity(size: str, tolerance: float, epochs: int, rounds: int, lam: fl
     return out
 
 
-def part_sparsity_l0(size: str, lam: float, time_limit: float) -> dict:
+def part_sparsity_l0(size: str, lam: float, time_limit: float, workers: int | None) -> dict:
     """Exact L0 per district on the districts' own targets: one global price on the error
     (``error+count``) against the fewest records meeting the same worst-area error."""
     import calibopt as co
     from calibopt.decomposition.plan import plan_blocks
 
-    _, m, p, _ = build(size)
+    c, m, p, _ = build(size)
     local = np.flatnonzero(m.targets["geo_level"].to_numpy() == "district")
     q = p.subproblem(targets=local)
     labels = np.repeat(m.columns.geographies, m.columns.n_households)
@@ -265,13 +280,19 @@ def part_sparsity_l0(size: str, lam: float, time_limit: float) -> dict:
         return err, rec
 
     t0 = time.perf_counter()
-    glob = co.calibrate(q, "l0-mip", blocks=labels, objective="error+count", lam=lam, **opts)
+    glob = co.calibrate(
+        q, "l0-mip", blocks=labels, executor=workers, objective="error+count", lam=lam, **opts
+    )
     t_glob = time.perf_counter() - t0
     e_g, r_g = per_area(glob)
     worst = float(e_g.max())
     t0 = time.perf_counter()
     adapt = co.calibrate(
-        q.with_options(tolerance=worst * (1 + 1e-9)), "l0-mip", blocks=labels, **opts
+        q.with_options(tolerance=worst * (1 + 1e-9)),
+        "l0-mip",
+        blocks=labels,
+        executor=workers,
+        **opts,
     )
     t_adapt = time.perf_counter() - t0
     e_a, r_a = per_area(adapt)
@@ -296,7 +317,9 @@ def part_sparsity_l0(size: str, lam: float, time_limit: float) -> dict:
         "areas_fewer_records_adaptive": int(np.sum(r_a < r_g)),
         "areas_more_records_adaptive": int(np.sum(r_a > r_g)),
         "targets_per_area_min_max": [int(n_targets.min()), int(n_targets.max())],
-        "corr_adaptive_records_vs_global_error": float(np.corrcoef(r_a, e_g)[0, 1]),
+        "corr_adaptive_records_vs_global_error": _corr(r_a, e_g),
+        "corr_records_vs_home_sample_global": _corr(r_g, home_sample(c, plan.labels)),
+        "corr_records_vs_home_sample_adaptive": _corr(r_a, home_sample(c, plan.labels)),
         "blocks_proven_global": int(glob.info["blocks"]["proven_optimal"].sum()),
         "blocks_proven_adaptive": int(adapt.info["blocks"]["proven_optimal"].sum()),
         "seconds_global": t_glob,
@@ -317,7 +340,8 @@ def main() -> None:
     ap.add_argument("--sparsity-lambda", type=float, default=1e-4)
     ap.add_argument("--l0-size", default="default")
     ap.add_argument("--l0-lambda", type=float, default=0.02)
-    ap.add_argument("--l0-time-limit", type=float, default=10.0)
+    ap.add_argument("--l0-time-limit", type=float, default=3.0)
+    ap.add_argument("--workers", type=int, default=0, help="process pool for blocks (0: none)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     parts = (
@@ -345,7 +369,9 @@ def main() -> None:
                 args.sparsity_lambda,
             )
         elif part == "sparsity-l0":
-            res = part_sparsity_l0(args.l0_size, args.l0_lambda, args.l0_time_limit)
+            res = part_sparsity_l0(
+                args.l0_size, args.l0_lambda, args.l0_time_limit, args.workers or None
+            )
         else:
             raise SystemExit(f"unknown part {part!r}")
         res["part_seconds"] = time.perf_counter() - t0
