@@ -333,6 +333,7 @@ def main() -> None:
     ap.add_argument("--part", default="all")
     ap.add_argument("--time-limit", type=float, default=900.0)
     ap.add_argument("--iis-size", default="small")
+    ap.add_argument("--consistency-size", default=None, help="size of the misfit/consistency parts")
     ap.add_argument("--sparsity-size", default="small")
     ap.add_argument("--sparsity-tolerance", type=float, default=0.05)
     ap.add_argument("--sparsity-epochs", type=int, default=1500)
@@ -357,9 +358,9 @@ def main() -> None:
         elif part == "reconcile":
             res = part_reconcile(args.size, args.time_limit)
         elif part == "misfit":
-            res = part_misfit(args.size)
+            res = part_misfit(args.consistency_size or args.size)
         elif part == "consistency":
-            res = part_consistency(args.size)
+            res = part_consistency(args.consistency_size or args.size)
         elif part == "sparsity":
             res = part_sparsity(
                 args.sparsity_size,
