@@ -12,12 +12,14 @@ feasible. :func:`find_conflicts` returns several of them, pairwise disjoint in t
    support of such a vertex is an IIS (Gleeson & Ryan 1990; the vertices of a cone section
    are its extreme rays, which are exactly the minimal certificates). With ``engine="highs"``
    the candidate is HiGHS's own IIS (``Highs.getIis``) of the feasibility LP instead.
-2. **Check.** The candidate is verified on its own small system -- only its rows, only the
-   columns they touch, only its bounds, identical columns merged (which is exact: a merged
-   column's bound is the sum of its members' bounds, and dropping one member's bound frees
-   the merged one): it must be infeasible and each one-smaller subset feasible. Floating
-   point can blur a dual support; then HiGHS's IIS facility is tried on the candidate's small
-   system, and a deletion filter (Chinneck & Dravnieks 1991) settles it.
+2. **Check.** The candidate -- the rows with non-zero duals, and the bounds the solution
+   sits on among the units they touch -- is checked on its own small system
+   (:mod:`calibopt.solvers.iis_check`): only its rows, only the columns they touch, only its
+   bounds, identical columns merged. It must be infeasible; its own dual support drops the
+   bounds the certificate does not use; then each row, and each merged bound (up to 100 of
+   them, a spread sample beyond), is dropped in turn and the rest must become feasible. An
+   element whose removal leaves it infeasible is removed for good (a deletion filter with
+   dual-support shrinking, Chinneck & Dravnieks 1991): floating point can blur a support.
 3. **Next.** The set's targets are dropped (their band rows freed) and the LP is re-solved
    from its basis, until the remaining targets are feasible, ``max_sets`` sets were found or
    the time runs out (the sets found so far are returned, flagged incomplete).
@@ -25,8 +27,8 @@ feasible. :func:`find_conflicts` returns several of them, pairwise disjoint in t
 Disjoint sets give a guarantee: with ``k`` sets, at least ``k`` targets (or bounds) must
 change before the problem becomes feasible.
 
-"Feasible" means every miss is at most ``accuracy`` (relative, summed over a set's targets by
-the checks and maxed by the LP), calibopt's own tolerance for a met target.
+"Feasible" means the least possible largest relative miss is at most ``accuracy``, calibopt's
+own tolerance for a met target (1e-8).
 """
 
 from __future__ import annotations
