@@ -14,10 +14,11 @@ from calibopt.fit import target_scale
 
 
 def least_max_miss(
-    problem, rows, lower=None, upper=None, all_bounds=False, weights=None, hard=None
+    problem, rows, lower=None, upper=None, all_bounds=False, weights=None, hard=None, caps=None
 ) -> float:
-    """min t s.t. dist(X_j w, band_j) <= t s_j / k_j for the rows (0 for hard ones), with
-    only the given bounds (or every bound), by Clarabel (an interior-point conic solver)."""
+    """min t s.t. dist(X_j w, band_j) <= t s_j / k_j for the rows (0 for hard ones, cap_j for
+    capped ones: ``caps`` maps a row to its fixed largest miss), with only the given bounds
+    (or every bound), by Clarabel (an interior-point conic solver)."""
     import cvxpy as cp
 
     rows = np.asarray(rows)
@@ -35,9 +36,13 @@ def least_max_miss(
     e = A @ g
     k = np.ones(rows.size) if weights is None else np.asarray(weights, float)[rows]
     soft = np.ones(rows.size) if hard is None else (~np.asarray(hard, bool)[rows]).astype(float)
+    cap = np.zeros(rows.size)
+    for i, j in enumerate(rows):
+        if caps is not None and int(j) in caps:
+            soft[i], cap[i] = 0.0, caps[int(j)]
     cons = [
-        e >= lo_b[rows] / s - cp.multiply(soft / k, t),
-        e <= hi_b[rows] / s + cp.multiply(soft / k, t),
+        e >= lo_b[rows] / s - cp.multiply(soft / k, t) - cap,
+        e <= hi_b[rows] / s + cp.multiply(soft / k, t) + cap,
     ]
     if all_bounds:
         keep_l = np.isfinite(wlo[cols])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,3 +103,34 @@ def test_sifting_gives_the_same_optimum(noisy_tiny):
     sifted = co.calibrate(noisy_tiny, method="least-misfit", distance=None, sift=True)
     assert sifted.info["working_set"] < noisy_tiny.n_units
     assert sifted.info["misfit"] == pytest.approx(full.info["misfit"], rel=1e-9)
+
+
+def test_lexicographic_passes_match_independent_lps(noisy_tiny):
+    p = noisy_tiny
+    r = co.calibrate(p, method="least-misfit", distance=None)
+    passes, level = r.info["passes"], r.info["levels"]
+    assert len(passes) >= 3 and passes[0][0] == pytest.approx(r.info["misfit"])
+    assert all(a[0] >= b[0] * (1 - 1e-9) for a, b in itertools.pairwise(passes))
+    rows = np.arange(p.n_targets)
+    first = np.flatnonzero(level == passes[0][0])
+    assert first.size == passes[0][1]
+    # with the first pass's targets held at their level, the others cannot do better
+    caps = {int(j): passes[0][0] for j in first}
+    second = least_max_miss(p, rows, all_bounds=True, caps=caps)
+    assert second == pytest.approx(passes[1][0], rel=1e-6)
+    # every target misses by at most its level (the levels are what stage 2 keeps)
+    assert np.all(np.abs(misses(p, r.weights)) <= level * (1 + 1e-7) + 1e-12)
+
+
+def test_one_impossible_target_does_not_free_the_others():
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.array([[1.0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]]))
+    p = co.CalibrationProblem(X, [3.0, 5.0, 2.0, 1.2], bounds=None, target_names=list("abcd"))
+    one = co.calibrate(p, method="least-misfit", lexicographic=False)
+    lex = co.calibrate(p, method="least-misfit")
+    assert one.info["misfit"] == lex.info["misfit"] == pytest.approx(1.0)  # the empty row b
+    # a = c + d, so (3, 2, 1.2) are 1/31 apart at best: the lexicographic answer says so
+    assert lex.info["passes"][1][0] == pytest.approx(0.2 / 6.2, rel=1e-9)
+    keep = np.abs(misses(p, lex.weights))
+    assert keep[[0, 2, 3]].max() == pytest.approx(0.2 / 6.2, rel=1e-6)

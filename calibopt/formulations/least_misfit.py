@@ -74,13 +74,14 @@ def misses(
     return (np.maximum(est - hi, 0.0) - np.maximum(lo - est, 0.0)) / s
 
 
-def _stage2_problem(problem, w_lp, miss, t, objective, k, hard, s) -> CalibrationProblem:
-    """The problem whose bands are the set of stage-1 minimisers (``max``) or the stage-1
-    misses kept (``sum``), written as targets and relative tolerances."""
+def _stage2_problem(problem, w_lp, miss, level, objective, k, hard, s) -> CalibrationProblem:
+    """The problem whose bands are the set of stage-1 minimisers (``max``: each target's
+    miss within its level) or the stage-1 misses kept (``sum``), written as targets and
+    relative tolerances."""
     lo, hi = problem.target_bands()
     est = problem.X @ w_lp
     if objective == "max":
-        widen = np.where(hard, 0.0, (t * (1 + STAGE2_SLACK) + 1e-12) * s / k)
+        widen = np.where(hard, 0.0, (level * (1 + STAGE2_SLACK) + 1e-12) * s / k)
         L, U = lo - widen, hi + widen
     else:
         room = 1e-12 * s + STAGE2_SLACK * np.abs(miss) * s
@@ -144,6 +145,7 @@ def solve(
     weights: Any = None,
     hard: Any = None,
     distance: str | None = "linear",
+    lexicographic: bool = True,
     time_limit: float | None = None,
     sift: bool | None = None,
 ) -> CalibrationResult:
@@ -169,9 +171,15 @@ def solve(
         Stage 2: ``"linear"`` (default), ``"truncated"``, ``"raking"`` or ``"logit"`` --
         the weights closest to the design weights among the minimisers; None keeps the LP's
         vertex solution (sparse, extreme weights).
+    lexicographic
+        ``objective="max"``: after the least largest miss ``t*``, hold the targets that miss
+        by ``t*`` in every minimiser (the dual support of the LP) at ``t*`` and minimise the
+        largest miss of the others, and so on (lexicographic minimax): no target misses by
+        more than it must given the misses of those that must miss more. False: one pass
+        (every other target may then miss by up to ``t*``).
     time_limit
-        Seconds for the LP (None: no limit); when it runs out the method raises
-        :class:`~calibopt.SolverError`.
+        Seconds for the LPs (None: no limit); when it runs out before the first optimum the
+        method raises :class:`~calibopt.SolverError` (later passes stop where they are).
     sift
         Solve the LP by sifting over the weights (None: for large problems).
     """
@@ -211,12 +219,17 @@ def solve(
                 targets=names,
             )
         raise SolverError(f"the misfit LP stopped before its optimum: {sol.status}.")
+    t_star = float(sol.value)
+    level = np.full(m, t_star)
+    passes = [(t_star, 0)]
+    if objective == "max" and lexicographic:
+        sol, level, passes = _lexicographic(lp, sol, k, hard_mask, time_limit, t0)
     w_lp = np.clip(lp.weights(sol.x), lo_w, hi_w)
     t_lp = time.perf_counter() - t0 - t_build
     miss_lp = misses(problem, w_lp, s)
     w, stage2 = w_lp, "none (the LP's vertex weights)"
     if distance is not None:
-        prob2 = _stage2_problem(problem, w_lp, miss_lp, sol.value, objective, k, hard_mask, s)
+        prob2 = _stage2_problem(problem, w_lp, miss_lp, level, objective, k, hard_mask, s)
         closest, note = _closest(problem, prob2, distance, w_lp)
         if closest is not None:
             w, stage2 = closest, note
@@ -226,7 +239,9 @@ def solve(
     value = float(np.max(np.abs(miss) * k)) if objective == "max" else float(np.abs(miss) @ k)
     missed = np.flatnonzero(np.abs(miss) > ACCURACY)
     info: dict[str, Any] = {
-        "misfit": float(sol.value),
+        "misfit": t_star,
+        "levels": level,
+        "passes": passes,
         "objective": objective,
         "misses": _miss_table(problem, w, miss, missed),
         "stage2": stage2,
@@ -238,7 +253,9 @@ def solve(
     }
     message = (
         f"least {'largest' if objective == 'max' else 'total'} relative miss "
-        f"{100 * sol.value:.6g}% (LP, HiGHS); {missed.size} target(s) missed; stage 2: {stage2}"
+        f"{100 * t_star:.6g}% (LP, HiGHS"
+        + (f", {len(passes)} lexicographic pass(es)" if len(passes) > 1 else "")
+        + f"); {missed.size} target(s) missed; stage 2: {stage2}"
     )
     return CalibrationResult.from_weights(
         problem,
@@ -253,6 +270,39 @@ def solve(
         timings={"build": t_build, "lp": t_lp, "total": time.perf_counter() - t0},
         info=info,
     )
+
+
+def _lexicographic(lp, sol, k, hard, time_limit, t0) -> tuple[Any, np.ndarray, list]:
+    """Progressive filling: fix the targets that must miss by the current ``t*`` (non-zero
+    band-row duals: tight in every optimal solution by complementary slackness), minimise the
+    largest miss of the others, until it is 0 (within accuracy) or the time runs out.
+
+    Returns the last optimal solution, each target's level (its cap; the last ``t*`` for the
+    targets never capped) and the passes ``(t*, targets fixed)``.
+    """
+    m = k.size
+    capped = hard.copy()
+    level = np.zeros(m)
+    passes = []
+    while sol.value > ACCURACY:
+        y = np.abs(sol.row_dual[:m])
+        tight = ~capped & (y > 1e-9 * max(float(y[~capped].max(initial=0.0)), 1e-300))
+        if not tight.any():
+            break
+        rows = np.flatnonzero(tight)
+        level[rows] = sol.value
+        lp.cap_targets(rows, sol.value / k[rows] * (1 + 1e-9) + 1e-12)
+        capped[rows] = True
+        passes.append((float(sol.value), int(rows.size)))
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
+            break
+        nxt = lp.solve(time_limit=left)
+        if not nxt.optimal:
+            break
+        sol = nxt
+    level[~capped] = max(float(sol.value), 0.0)
+    return sol, level, passes or [(float(sol.value), 0)]
 
 
 def _miss_table(problem: CalibrationProblem, w: np.ndarray, miss: np.ndarray, rows) -> Any:

@@ -162,6 +162,7 @@ def misfit_model(
     objective: str = "max",
     weights: np.ndarray | None = None,
     hard: np.ndarray | None = None,
+    caps: np.ndarray | None = None,
 ) -> MisfitModel:
     """Build the misfit LP (see the module docstring).
 
@@ -184,6 +185,10 @@ def misfit_model(
         ``sum`` minimises ``sum k_j |e_j|``.
     hard
         Boolean mask of targets that must stay within their band (``e_j = 0``).
+    caps
+        ``objective="max"``: per target, a fixed largest miss ``|e_j| <= cap_j`` (inf: none);
+        a capped target leaves ``t`` (its link rows are free) -- a level already settled by
+        the lexicographic passes of ``least-misfit``.
     """
     m, n = X.shape
     c = np.ones(n) if col_scale is None else np.asarray(col_scale, dtype=np.float64)
@@ -197,7 +202,11 @@ def misfit_model(
     xlo = np.asarray(wlo, dtype=np.float64) / c
     xhi = np.asarray(whi, dtype=np.float64) / c
     slack_hi = np.where(fixed, 0.0, np.inf)
+    cap = np.full(m, np.inf) if caps is None else np.asarray(caps, dtype=np.float64)
     if objective == "max":
+        slack_hi = np.minimum(slack_hi, cap)
+        link_lo = np.full(m, -np.inf)
+        link_hi = np.where(np.isfinite(cap), np.inf, 0.0)
         omega = sp.csc_matrix(-(1.0 / k).reshape(-1, 1))
         zero_n = sp.csc_matrix((m, n))
         A_full = sp.vstack(
@@ -213,8 +222,8 @@ def misfit_model(
             col_lower=np.concatenate([xlo, -slack_hi, [0.0]]),
             col_upper=np.concatenate([xhi, slack_hi, [np.inf]]),
             A=A_full,
-            row_lower=np.concatenate([lo, np.full(2 * m, -np.inf)]),
-            row_upper=np.concatenate([hi, np.zeros(2 * m)]),
+            row_lower=np.concatenate([lo, link_lo, link_lo]),
+            row_upper=np.concatenate([hi, link_hi, link_hi]),
         )
     elif objective == "sum":
         lp = LinearProgram(

@@ -64,6 +64,7 @@ class SiftedMisfit:
         self.xhi = np.asarray(system.whi, dtype=np.float64) / self.c
         self.objective = objective
         self.k, self.hard = weights, hard
+        self.caps = np.full(m, np.inf)
         self.row_on = np.ones(m, bool)
         # a parked weight sits at its lower bound if finite, else its upper; free ones never park
         self.park = np.where(
@@ -119,6 +120,21 @@ class SiftedMisfit:
         lo, hi = self._row_bounds(rows)
         self.h.changeRowsBounds(rows.size, rows, lo, hi)
 
+    def cap_targets(self, rows: np.ndarray, caps: np.ndarray) -> None:
+        """``objective="max"``: hold targets' misses within ``caps`` and take them out of ``t``
+        (their link rows become free). A relaxation of the current solution when the caps
+        are at least its misses, so the next solve starts from the current basis."""
+        if self.objective != "max":
+            raise ValueError("caps apply to the max objective only")
+        rows = np.asarray(rows, dtype=np.int64)
+        self.caps[rows] = caps
+        cols = self.extra[rows].astype(np.int32)
+        c = np.asarray(caps, dtype=np.float64) * np.ones(rows.size)
+        self.h.changeColsBounds(cols.size, cols, -c, c)
+        links = np.concatenate([rows + self.m, rows + 2 * self.m]).astype(np.int32)
+        inf = np.full(links.size, np.inf)
+        self.h.changeRowsBounds(links.size, links, -inf, inf)
+
     def weights(self, x: np.ndarray) -> np.ndarray:
         """Weights ``w = c * x`` from a solution of :meth:`solve`."""
         return x[: self.n] * self.c
@@ -141,6 +157,7 @@ class SiftedMisfit:
             objective=self.objective,
             weights=self.k,
             hard=self.hard,
+            caps=self.caps,
         )
         self.h = highs_misfit(self.model, **options)
         k0 = self.working.size
