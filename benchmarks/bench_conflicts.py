@@ -160,9 +160,11 @@ def part_misfit(size: str) -> dict:
 
     _, m, rec = _reconciled(size)
     p = rec.apply(m.to_problem())
-    r = co.calibrate(p, method="least-misfit")
+    r = co.calibrate(p, method="least-misfit", time_limit=900)
     return {
         "misfit": r.info["misfit"],
+        "lexicographic_passes": len(r.info["passes"]),
+        "second_level": r.info["passes"][1][0] if len(r.info["passes"]) > 1 else None,
         "missed": len(r.info["misses"]),
         "seconds": r.wall_time,
         "lp_seconds": r.info["lp_seconds"],
@@ -186,7 +188,9 @@ def part_consistency(size: str) -> dict:
         settle()
         p = rec.apply(m.to_problem(**kw))
         t0 = time.perf_counter()
-        r = co.calibrate(p, method="least-misfit", hard=["consistency"] if kw else None)
+        r = co.calibrate(
+            p, method="least-misfit", hard=["consistency"] if kw else None, time_limit=900
+        )
         n_targets = m.X.shape[0]
         fit = np.abs(r.fit.rel_errors[:n_targets])
         inc = m.inconsistency(r.weights)
