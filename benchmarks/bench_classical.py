@@ -16,8 +16,9 @@ Usage:
       [--cvxpy-max-n 100000] [--repeat 3] [--no-per-area]
 
 Peers run in their own virtual environments (numpy ranges clash): ``$CALIBOPT_PEER_VENVS/<name>``
-(default ``/work/venvs``) for samplics, balance, ipfn (with weightipy); R through ``Rscript``
-with the survey and sampling packages. A missing peer is skipped and the table says so.
+(default ``benchmarks/_venvs``, git-ignored) for samplics, balance, ipfn (with weightipy); R
+through ``Rscript`` with the survey and sampling packages. A missing peer is skipped and the
+table says so.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import calibopt as co
 
 HERE = Path(__file__).resolve().parent
 LEVELS = (5, 10, 50, 4)
-VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", "/work/venvs"))
+VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", HERE / "_venvs"))
 PY_PEERS = {"samplics": "samplics", "balance": "balance", "ipfn": "ipfn", "weightipy": "ipfn"}
 R_TOOLS = ("survey", "survey_sparse", "rake", "sampling")
 

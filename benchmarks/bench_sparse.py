@@ -15,7 +15,8 @@ weight of a column is its household's survey weight. Non-zeros, max and median r
 max g, time for: an LP vertex (HiGHS simplex on X w = b, w >= 0 -- no cap), reweighted-l1,
 l0-mip (whole problem; blocks by area), cross-category (paper; + linear refine), gradient,
 and the peers l0-python and microcalibrate when their virtual environments exist
-(``$CALIBOPT_PEER_VENVS/<name>``, default ``/work/venvs``); a missing peer is skipped and said so.
+(``$CALIBOPT_PEER_VENVS/<name>``, default ``benchmarks/_venvs``); a missing peer is skipped and
+said so.
 
 Usage:
   python benchmarks/bench_sparse.py [--part frontier|pareto|all] [--time-limit 60] [--quick]
@@ -43,7 +44,7 @@ import calibopt as co
 from calibopt.solvers.highs import highs_model, solve_highs
 from calibopt.solvers.linear_program import LinearProgram
 
-VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", "/work/venvs"))
+VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", Path(__file__).resolve().parent / "_venvs"))
 G_MAX = 20.0
 
 VARIANTS = {

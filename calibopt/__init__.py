@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Distance": ("calibopt.solvers.distances", "Distance"),
     "check_weights": ("calibopt.fit", "check_weights"),
-    "compare": ("calibopt.compare", "compare"),
+    "compare": ("calibopt.studies", "compare"),
     "diagnose": ("calibopt.conflicts", "diagnose"),
     "method_table": ("calibopt.formulations", "method_table"),
     "methods": ("calibopt.formulations", "methods"),

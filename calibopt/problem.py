@@ -23,7 +23,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InvalidProblemError
-from .validate import broadcast, float_vector, is_pandas, pair, sparse_matrix
+from .validate import (
+    broadcast,
+    check_finite_matrix,
+    check_order,
+    float_vector,
+    is_pandas,
+    labels,
+    pair,
+    sparse_matrix,
+)
 
 __all__ = ["CalibrationProblem"]
 
@@ -110,7 +119,7 @@ class CalibrationProblem:
                 f"`X` is empty (shape {self._matrix.shape}); a problem needs at least one target "
                 f"and one unit."
             )
-        self._check_finite_matrix()
+        check_finite_matrix(self._matrix)
         if is_pandas(targets) and target_names is None:
             target_names = [str(i) for i in targets.index]
         self.targets = float_vector(targets, "targets")
@@ -148,11 +157,11 @@ class CalibrationProblem:
         lo, hi = pair(bounds, "bounds")
         self.lower = broadcast(lo, "bounds[0] (lower)", n, -np.inf)
         self.upper = broadcast(hi, "bounds[1] (upper)", n, np.inf)
-        self._check_order(self.lower, self.upper, "bounds")
+        check_order(self.lower, self.upper, "bounds")
         rlo, rhi = pair(ratio_bounds, "ratio_bounds")
         self.ratio_lower = broadcast(rlo, "ratio_bounds[0] (L)", n, -np.inf)
         self.ratio_upper = broadcast(rhi, "ratio_bounds[1] (U)", n, np.inf)
-        self._check_order(self.ratio_lower, self.ratio_upper, "ratio_bounds")
+        check_order(self.ratio_lower, self.ratio_upper, "ratio_bounds")
         self.has_ratio_bounds = ratio_bounds is not None
         tol = broadcast(tolerance, "tolerance", m, 0.0)
         bad = np.flatnonzero(~(tol >= 0) | ~np.isfinite(tol))
@@ -164,7 +173,7 @@ class CalibrationProblem:
         if groups is None:
             self.groups = np.asarray(self.target_names, dtype=object)
         else:
-            g = np.asarray(self._sequence(groups, "groups", m), dtype=object)
+            g = np.asarray(labels(groups, "groups", m), dtype=object)
             if g.shape != (m,):
                 raise InvalidProblemError(
                     f"`groups` has length {g.shape[0] if g.ndim else 0} but there are {m} targets."
@@ -181,23 +190,10 @@ class CalibrationProblem:
             self.unit_ids = None
 
     # ------------------------------------------------------------------ validation helpers
-    def _check_finite_matrix(self) -> None:
-        M = self._matrix
-        bad = np.flatnonzero(~np.isfinite(M.data))
-        if bad.size:
-            major = np.searchsorted(M.indptr, bad, side="right") - 1
-            minor = M.indices[bad]
-            rows, cols = (major, minor) if M.format == "csr" else (minor, major)
-            where = ", ".join(f"(row {r}, column {c})" for r, c in zip(rows[:5], cols[:5]))
-            raise InvalidProblemError(
-                f"`X` has {bad.size} non-finite entr{'y' if bad.size == 1 else 'ies'} "
-                f"(NaN or inf) at {where}; impute or drop them before calibrating."
-            )
-
     def _names(self, names: Sequence[str] | None, m: int) -> list[str]:
         if names is None:
             return [f"target_{j}" for j in range(m)]
-        names = [str(x) for x in self._sequence(names, "target_names", m)]
+        names = [str(x) for x in labels(names, "target_names", m)]
         if len(names) != m:
             raise InvalidProblemError(
                 f"`target_names` has {len(names)} names but there are {m} targets."
@@ -214,18 +210,6 @@ class CalibrationProblem:
             )
         return names
 
-    @staticmethod
-    def _sequence(value: Any, name: str, m: int) -> list[Any]:
-        """``value`` as a list of ``m`` labels (a string or a scalar is refused)."""
-        if isinstance(value, str | bytes) or np.ndim(value) == 0:
-            raise InvalidProblemError(
-                f"`{name}` must be a sequence of {m} labels (one per target), got {value!r}."
-            )
-        items = list(value)
-        if any(isinstance(x, list | dict | set | np.ndarray) for x in items):
-            raise InvalidProblemError(f"`{name}` must hold one scalar label per target.")
-        return items
-
     def _label(self, idx: np.ndarray) -> str:
         names = getattr(self, "target_names", None)
         if names is None:
@@ -233,16 +217,6 @@ class CalibrationProblem:
         shown = [f"{names[j]!r} (row {j})" for j in np.asarray(idx)[:5]]
         more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
         return ", ".join(shown) + more
-
-    @staticmethod
-    def _check_order(lo: np.ndarray, hi: np.ndarray, name: str) -> None:
-        bad = np.flatnonzero(lo > hi)
-        if bad.size:
-            i = bad[0]
-            raise InvalidProblemError(
-                f"`{name}`: lower > upper for {bad.size} unit(s), first at unit {i} "
-                f"({lo[i]:g} > {hi[i]:g}); swap or widen the bounds."
-            )
 
     # ------------------------------------------------------------------ derived quantities
     @property

@@ -19,10 +19,13 @@ from .errors import InvalidProblemError
 
 __all__ = [
     "broadcast",
+    "check_finite_matrix",
+    "check_order",
     "choice",
     "float_vector",
     "integer",
     "is_pandas",
+    "labels",
     "number",
     "optional_text",
     "pair",
@@ -227,3 +230,40 @@ def sparse_matrix(X: Any) -> sp.csr_matrix | sp.csc_matrix:
         out = out.copy()
         out.eliminate_zeros()
     return out
+
+
+def check_finite_matrix(M: sp.spmatrix) -> None:
+    """Raise when the matrix has NaN or infinite entries, naming where."""
+    bad = np.flatnonzero(~np.isfinite(M.data))
+    if bad.size:
+        major = np.searchsorted(M.indptr, bad, side="right") - 1
+        minor = M.indices[bad]
+        rows, cols = (major, minor) if M.format == "csr" else (minor, major)
+        where = ", ".join(f"(row {r}, column {c})" for r, c in zip(rows[:5], cols[:5]))
+        raise InvalidProblemError(
+            f"`X` has {bad.size} non-finite entr{'y' if bad.size == 1 else 'ies'} "
+            f"(NaN or inf) at {where}; impute or drop them before calibrating."
+        )
+
+
+def labels(value: Any, name: str, m: int) -> list[Any]:
+    """``value`` as a list of ``m`` labels (a string or a scalar is refused)."""
+    if isinstance(value, str | bytes) or np.ndim(value) == 0:
+        raise InvalidProblemError(
+            f"`{name}` must be a sequence of {m} labels (one per target), got {value!r}."
+        )
+    items = list(value)
+    if any(isinstance(x, list | dict | set | np.ndarray) for x in items):
+        raise InvalidProblemError(f"`{name}` must hold one scalar label per target.")
+    return items
+
+
+def check_order(lo: np.ndarray, hi: np.ndarray, name: str) -> None:
+    """Raise when some lower bound exceeds its upper bound."""
+    bad = np.flatnonzero(lo > hi)
+    if bad.size:
+        i = bad[0]
+        raise InvalidProblemError(
+            f"`{name}`: lower > upper for {bad.size} unit(s), first at unit {i} "
+            f"({lo[i]:g} > {hi[i]:g}); swap or widen the bounds."
+        )

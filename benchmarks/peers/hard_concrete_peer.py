@@ -1,6 +1,6 @@
 """Run a Hard-Concrete peer (l0-python or microcalibrate) on a saved problem; print JSON.
 
-Runs inside the peer's own virtual environment (``/work/venvs/<name>``), started by
+Runs inside the peer's own virtual environment (``benchmarks/_venvs/<name>``), started by
 ``benchmarks/bench_hard_concrete.py``. Usage::
 
     python hard_concrete_peer.py TOOL PROBLEM.npz EPOCHS LAMBDA_L0 LR LOG_ALPHA0 THREADS

@@ -16,11 +16,11 @@ See ``formulations/<method>.md`` for each page.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
@@ -28,7 +28,7 @@ from ..result import CalibrationResult
 from ..solvers.active_set import newton_bands, newton_exact
 from ..solvers.cvx import resolve_solver
 from ..solvers.distances import DISTANCES, Distance, get_distance
-from ..solvers.feasibility import check_target_ranges, lp_certificate
+from ..solvers.feasibility import check_target_ranges
 from ..solvers.kernels import matvec
 from ..solvers.newton import DENSE_LIMIT, DualNewton, Slacks
 from ..validate import integer, number
@@ -81,6 +81,10 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     timings: dict[str, float] = {}
     if penalty is None:
         _check_ranges(problem, prep)
+        if np.any(problem.tolerance > 0):
+            # bands: certify infeasibility (or find that weights exist) before Newton; the
+            # phase-1 LP scales with the non-zeros and stops at the first proof either way
+            prep.certify(problem, stop_early=True)
     timings["checks"] = time.perf_counter() - t0
     engine = DualNewton(prep.Xc, prep.d, prep.glo, prep.ghi, prep.dist, dense_limit)
     out, lam, dropped, info = _run_newton(
@@ -98,21 +102,13 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     if not out.converged:
         if penalty is None:
             # classify the failure: an LP over all targets proves infeasibility, naming them
-            wlo, whi = prep.weight_domain()
-            band_lo, band_hi = problem.target_bands()
-            lp_certificate(
-                sp.csr_matrix(prep.Xc),
-                prep.scaled(band_lo),
-                prep.scaled(band_hi),
-                wlo,
-                whi,
-                problem.target_names,
-            )
+            prep.certify(problem)
         if fallback is not None and prep.dist.has_objective:
             # feasible, but the semi-smooth Newton method did not converge (degenerate
             # problems: more binding bands and bounds than free units); an interior-point
             # solver takes the same model
             try:
+                fallback = resolve_solver(fallback)
                 res = solve_cvxpy(problem, prep, method, fallback, penalty, None, False, t0)
             except Exception as exc:
                 message += f"; the {fallback} fallback failed too ({type(exc).__name__}: {exc})"
@@ -130,7 +126,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
                 "problem is feasible: raise max_iter, or try solver='CLARABEL'"
             )
     obj = prep.objective(out.g)
-    w = prep.full(prep.d * out.g, 0.0)
+    w = prep.weights(out.g)
     if penalty is not None:
         b = prep.scaled(problem.targets)
         s = penalty_scale(b, engine.row_scale(np.zeros_like(b), np.arange(b.size)))
@@ -184,9 +180,12 @@ def solve_distance(
     if fallback is not None:
         if not isinstance(fallback, str):
             raise InvalidProblemError("`fallback` must be a cvxpy solver name or None.")
-        fallback = resolve_solver(fallback)
-    prep = prepare(problem, get_distance(distance), method)
-    if solver is None or solver.lower() == "newton":
+        # the name is checked against cvxpy's solvers when the fallback is used: importing
+        # cvxpy costs about a second, which a call that Newton solves should not pay
+        fallback = fallback.strip().upper()
+    newton = solver is None or solver.lower() == "newton"
+    prep = prepare(problem, get_distance(distance), method, collapse=newton)
+    if newton:
         return _solve_newton(
             problem,
             prep,
@@ -227,34 +226,19 @@ _OPTIONS_DOC = """
 """
 
 
+def _signature(*extra: inspect.Parameter) -> inspect.Signature:
+    """``(problem, *, <extra>, <the options of solve_distance>)`` for the registered solvers."""
+    params = list(inspect.signature(solve_distance).parameters.values())
+    options = [p for p in params if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    return inspect.Signature([params[0], *extra, *options])
+
+
 def _make(name: str):
-    def solve(
-        problem: CalibrationProblem,
-        *,
-        solver: str | None = None,
-        epsilon: float = 1e-10,
-        max_iter: int = 100,
-        penalty: float | None = None,
-        solver_options: dict[str, Any] | None = None,
-        dense_limit: int = DENSE_LIMIT,
-        fallback: str | None = "CLARABEL",
-        verbose: bool = False,
-    ) -> CalibrationResult:
-        return solve_distance(
-            problem,
-            DISTANCES[name],
-            name,
-            solver=solver,
-            epsilon=epsilon,
-            max_iter=max_iter,
-            penalty=penalty,
-            solver_options=solver_options,
-            dense_limit=dense_limit,
-            fallback=fallback,
-            verbose=verbose,
-        )
+    def solve(problem: CalibrationProblem, **options: Any) -> CalibrationResult:
+        return solve_distance(problem, DISTANCES[name], name, **options)
 
     solve.__name__ = f"solve_{name}"
+    solve.__signature__ = _signature()  # type: ignore[attr-defined]
     solve.__doc__ = f"Calibrate with the {name} distance (dual Newton, or a cvxpy solver).\n"
     solve.__doc__ += _OPTIONS_DOC
     return solve
@@ -298,7 +282,25 @@ for _name, _aliases, _summary in _SPECS:
     )(_make(_name))
 
 
-@register_method(
+def solve_custom(
+    problem: CalibrationProblem, *, distance: Distance | None = None, **options: Any
+) -> CalibrationResult:
+    """Calibrate with a user's :class:`~calibopt.Distance` (``distance=``); the other options
+    as for the built-in distances."""
+    if not isinstance(distance, Distance):
+        raise InvalidProblemError(
+            "method 'distance' needs `distance=` a calibopt.Distance, e.g. "
+            "co.Distance(F=..., dF=...); or call calibrate(problem, method=my_distance)."
+        )
+    if not distance.has_objective:
+        options.setdefault("fallback", None)  # no G: no cvxpy model to fall back on
+    return solve_distance(problem, distance, distance.name, **options)
+
+
+solve_custom.__signature__ = _signature(  # type: ignore[attr-defined]
+    inspect.Parameter("distance", inspect.Parameter.KEYWORD_ONLY, default=None)
+)
+register_method(
     "distance",
     aliases=("custom-distance", "calfun"),
     build=lambda problem, distance, penalty=None: build(problem, distance, penalty),
@@ -308,37 +310,4 @@ for _name, _aliases, _summary in _SPECS:
     guarantee="exact",
     iterations=_ITERATIONS,
     objective=_OBJECTIVE + " (NaN without G)",
-)
-def solve_custom(
-    problem: CalibrationProblem,
-    *,
-    distance: Distance | None = None,
-    solver: str | None = None,
-    epsilon: float = 1e-10,
-    max_iter: int = 100,
-    penalty: float | None = None,
-    solver_options: dict[str, Any] | None = None,
-    dense_limit: int = DENSE_LIMIT,
-    fallback: str | None = "CLARABEL",
-    verbose: bool = False,
-) -> CalibrationResult:
-    """Calibrate with a user's :class:`~calibopt.Distance` (``distance=``); the other options
-    as for the built-in distances."""
-    if not isinstance(distance, Distance):
-        raise InvalidProblemError(
-            "method 'distance' needs `distance=` a calibopt.Distance, e.g. "
-            "co.Distance(F=..., dF=...); or call calibrate(problem, method=my_distance)."
-        )
-    return solve_distance(
-        problem,
-        distance,
-        distance.name,
-        solver=solver,
-        epsilon=epsilon,
-        max_iter=max_iter,
-        penalty=penalty,
-        solver_options=solver_options,
-        dense_limit=dense_limit,
-        fallback=fallback if distance.has_objective else None,
-        verbose=verbose,
-    )
+)(solve_custom)

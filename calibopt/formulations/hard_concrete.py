@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,32 +28,13 @@ import numpy as np
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
+from ..solvers.hard_concrete.data import EngineSettings
 from ..solvers.loss import DEFAULT_EPS
 from ..validate import integer, number
 from .registry import register_method
 from .support import POLISH_METHODS, polish_support
 
 __all__: list[str] = []
-
-
-@dataclass
-class _Options:
-    """The method's options, validated."""
-
-    lambda_l0: float | np.ndarray
-    lambda_l2: float
-    epochs: int
-    lr: float
-    lr_gates: float
-    init_keep_prob: float
-    min_delta: float
-    eval_every: int
-    patience: int
-    checkpoint_every: int
-    seed: int
-    threads: int | None
-    stop_tolerance: float | None
-    checkpoint: Path | None
 
 
 def _lambda_l0(value: Any, n_units: int) -> float | np.ndarray:
@@ -70,7 +50,7 @@ def _lambda_l0(value: Any, n_units: int) -> float | np.ndarray:
     return arr
 
 
-def _options(**o: Any) -> _Options:
+def _settings(**o: Any) -> EngineSettings:
     lr = number("lr", o["lr"], low=0.0, strict=True)
     keep = number("init_keep_prob", o["init_keep_prob"], low=0.0, high=1.0, strict=True)
     ck = None if o["checkpoint"] is None else Path(o["checkpoint"])
@@ -90,7 +70,17 @@ def _options(**o: Any) -> _Options:
     if o["callback"] is not None and not callable(o["callback"]):
         raise InvalidProblemError("`callback` must be callable (it receives a dict).")
     stop = o["stop_tolerance"]
-    return _Options(
+    return EngineSettings(
+        beta=o["beta"],
+        gamma=o["gamma"],
+        zeta=o["zeta"],
+        eps=o["eps"],
+        group_normalise=o["group_normalise"],
+        device=o["device"],
+        dtype=o["dtype"],
+        progress=o["progress"],
+        callback=o["callback"],
+        resume=bool(o["resume"]),
         lambda_l0=_lambda_l0(o["lambda_l0"], o["n_units"]),
         lambda_l2=number("lambda_l2", o["lambda_l2"], low=0.0),
         epochs=integer("epochs", o["epochs"], low=0),
@@ -265,45 +255,16 @@ def solve(
         raise InvalidProblemError(
             f"method 'hard-concrete' has one solver, 'torch'; got solver={solver!r}."
         )
-    opt = _options(
+    opt = _settings(
         n_units=problem.n_units,
-        lambda_l0=lambda_l0,
-        lambda_l2=lambda_l2,
-        epochs=epochs,
-        lr=lr,
-        lr_gates=lr_gates,
-        init_keep_prob=init_keep_prob,
-        min_delta=min_delta,
-        eval_every=eval_every,
-        patience=patience,
-        checkpoint_every=checkpoint_every,
-        seed=seed,
-        threads=threads,
-        stop_tolerance=stop_tolerance,
-        checkpoint=checkpoint,
-        resume=resume,
-        polish=polish,
-        callback=callback,
+        **{k: v for k, v in locals().items() if k not in ("problem", "solver", "t0")},
     )
     from ..solvers.hard_concrete.backend import require_torch
 
     require_torch()  # a clear SolverError when torch is not installed
-    from ..solvers.hard_concrete.engine import EngineSettings, fit_hard_concrete
+    from ..solvers.hard_concrete.engine import fit_hard_concrete
 
-    settings = EngineSettings(
-        beta=beta,
-        gamma=gamma,
-        zeta=zeta,
-        eps=eps,
-        group_normalise=group_normalise,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        callback=callback,
-        resume=bool(resume),
-        **vars(opt),
-    )
-    fit = fit_hard_concrete(problem, settings)
+    fit = fit_hard_concrete(problem, opt)
     out, host = fit.outcome, fit.host
     w = np.zeros(problem.n_units)
     # (the clip only removes float32 rounding of the log-bound projection)

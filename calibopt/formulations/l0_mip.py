@@ -73,7 +73,9 @@ def _run_cvxpy(
     import cvxpy as cp
 
     name = solver.split(":", 1)[1] if solver.lower().startswith("cvxpy:") else solver
-    name = name.upper() or "HIGHS"
+    name = name.upper()
+    if name in ("", "CVXPY"):
+        name = "HIGHS"  # "cvxpy" alone: the same MIP through cvxpy, solved by HiGHS
     prob, xc, xi, _ = cvxpy_model(model.lp)
     if start is not None:
         integer_cols = np.asarray(model.lp.integer, bool)
@@ -81,8 +83,14 @@ def _run_cvxpy(
         if xi is not None:
             xi.value = start[integer_cols]
     kwargs: dict[str, Any] = {}
-    if time_limit is not None and name == "HIGHS":
-        kwargs["time_limit"] = float(time_limit)
+    if time_limit is not None:
+        # each solver's own time-limit option through cvxpy
+        if name == "HIGHS":
+            kwargs["time_limit"] = float(time_limit)
+        elif name == "SCIP":
+            kwargs["scip_params"] = {"limits/time": float(time_limit)}
+        elif name == "GUROBI":
+            kwargs["TimeLimit"] = float(time_limit)
     t0 = time.perf_counter()
     try:
         prob.solve(solver=name, verbose=verbose, warm_start=start is not None, **kwargs)
@@ -192,11 +200,26 @@ def _message(out, label, proven, refit, soft, refit_note) -> str:
     return "; ".join(parts)
 
 
+def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed):
+    def maybe(fn, name, value, **kw):
+        return None if value is None else fn(name, value, **kw)
+
+    return (
+        maybe(number, "time_limit", time_limit, low=0.0, strict=True),
+        maybe(integer, "node_limit", node_limit, low=0),
+        number("mip_gap", mip_gap, low=0.0),
+        integer("warm_start_iter", warm_start_iter, low=1),
+        optional_text("refit", refit),
+        maybe(integer, "threads", threads, low=1),
+        maybe(integer, "seed", seed, low=0),
+    )
+
+
 @register_method(
     "l0-mip",
     aliases=("l0", "mip"),
     build=build,
-    solvers=("highs", "cvxpy"),
+    solvers=("highs", "cvxpy:HIGHS", "cvxpy:SCIP"),
     catalogue="l0-mip.md",
     summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS)",
     guarantee="optimal",
@@ -274,17 +297,9 @@ def solve(
         ``node_limit`` for reproducible stops.
     """
     t_start = time.perf_counter()
-    if time_limit is not None:
-        time_limit = number("time_limit", time_limit, low=0.0, strict=True)
-    if node_limit is not None:
-        node_limit = integer("node_limit", node_limit, low=0)
-    mip_gap = number("mip_gap", mip_gap, low=0.0)
-    warm_start_iter = integer("warm_start_iter", warm_start_iter, low=1)
-    refit = optional_text("refit", refit)
-    if threads is not None:
-        threads = integer("threads", threads, low=1)
-    if seed is not None:
-        seed = integer("seed", seed, low=0)
+    time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed = _check_options(
+        time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed
+    )
     if max_records is not None:
         max_records = integer("max_records", max_records, low=0)
     soft = objective == "error+count"

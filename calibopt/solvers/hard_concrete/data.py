@@ -1,8 +1,11 @@
-"""The host-side data of a Hard-Concrete run (numpy only): free units, scaled rows, bounds."""
+"""The host side of a Hard-Concrete run (numpy only): its settings, free units, scaled rows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,37 @@ from ...errors import InfeasibleError, InvalidProblemError
 from ...problem import CalibrationProblem
 from ..loss import loss_roots
 
-__all__ = ["HostData", "prepare_host"]
+__all__ = ["EngineSettings", "HostData", "prepare_host"]
+
+
+@dataclass
+class EngineSettings:
+    """Validated options of a run (see the method's docstring for each)."""
+
+    beta: float
+    gamma: float
+    zeta: float
+    eps: float
+    group_normalise: bool
+    device: Any
+    dtype: Any
+    progress: bool | None
+    callback: Callable[[dict[str, Any]], Any] | None
+    resume: bool
+    lambda_l0: float | np.ndarray  # one value, or one per unit of the problem
+    lambda_l2: float
+    epochs: int
+    lr: float
+    lr_gates: float
+    init_keep_prob: float
+    min_delta: float
+    eval_every: int
+    patience: int
+    checkpoint_every: int
+    seed: int
+    threads: int | None
+    stop_tolerance: float | None
+    checkpoint: Path | None
 
 
 @dataclass

@@ -5,9 +5,7 @@ Imports torch at module level: load it after :func:`.backend.require_torch` (the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,42 +14,12 @@ import torch
 from ...problem import CalibrationProblem
 from .backend import require_torch, resolve_device, resolve_dtype
 from .checkpoint import fingerprint
-from .data import HostData, prepare_host
+from .data import EngineSettings, HostData, prepare_host
 from .gates import GateSpec, deterministic_gates
 from .model import HardConcreteModel
 from .train import TrainConfig, TrainOutcome, train
 
 __all__ = ["EngineSettings", "HardConcreteFit", "fit_hard_concrete"]
-
-
-@dataclass
-class EngineSettings:
-    """Validated options of a run (see the method's docstring for each)."""
-
-    beta: float
-    gamma: float
-    zeta: float
-    eps: float
-    group_normalise: bool
-    device: Any
-    dtype: Any
-    progress: bool | None
-    callback: Callable[[dict[str, Any]], Any] | None
-    resume: bool
-    lambda_l0: float | np.ndarray  # one value, or one per unit of the problem
-    lambda_l2: float
-    epochs: int
-    lr: float
-    lr_gates: float
-    init_keep_prob: float
-    min_delta: float
-    eval_every: int
-    patience: int
-    checkpoint_every: int
-    seed: int
-    threads: int | None
-    stop_tolerance: float | None
-    checkpoint: Path | None
 
 
 @dataclass
