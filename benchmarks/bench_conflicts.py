@@ -32,6 +32,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -346,6 +347,99 @@ def part_sparsity_l0(size: str, lam: float, time_limit: float, workers: int | No
     }
 
 
+def _ratio(a, b) -> str:
+    try:
+        return f"{float(a) / float(b):.3g}"
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "-"
+
+
+def summary_rows(results: dict) -> list[tuple[str, Any, Any, str]]:
+    """``(quantity, ours, reference, ours / reference)`` for the parts that ran."""
+    rows: list[tuple[str, Any, Any, str]] = []
+    c = results.get("conflicts")
+    if c:
+        cert = c["certificate"]
+        if cert.get("size"):
+            a, b = cert["diagnose_first_set_seconds"], cert["lp_certificate_seconds"]
+            rows.append((f"s to 1st minimal set vs LP certificate ({cert['size']})", a, b, ""))
+        h = c.get("first_set_vs_highs_iis")
+        if h:
+            a, b = h["ours_seconds"], h["highs_iis_seconds"]
+            rows.append((f"s to 1st minimal set vs HiGHS IIS ({h['size']})", a, b, ""))
+        rows.append(
+            (
+                f"s to 1st / all sets ({c['size']}, {c['sets']} sets)",
+                c["first_set_seconds"],
+                c["all_sets_seconds"],
+                "",
+            )
+        )
+    r = results.get("reconcile")
+    if r:
+        rows.append(
+            (
+                "reconcile: distance to truth after / before",
+                r["distance_to_truth_after"],
+                r["distance_to_truth_before"],
+                "",
+            )
+        )
+    k = results.get("consistency")
+    if k:
+        base = k["rows"][0]
+        for row in k["rows"][1:]:
+            rows.append(
+                (
+                    f"worst inconsistency factor, {row['consistency']} / none",
+                    row["worst_inconsistency_factor"],
+                    base["worst_inconsistency_factor"],
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    f"least max target miss, {row['consistency']} / none",
+                    row["least_max_target_miss"],
+                    base["least_max_target_miss"],
+                    "",
+                )
+            )
+    s = results.get("sparsity")
+    if s:
+        rows.append(
+            (
+                "hard-concrete records, adaptive / global",
+                s["adaptive"]["records"],
+                s["global"]["records"],
+                "",
+            )
+        )
+    l0 = results.get("sparsity-l0")
+    if l0:
+        rows.append(
+            (
+                "l0-mip records at equal worst-area error, adaptive / global",
+                l0["records_adaptive"],
+                l0["records_global"],
+                "",
+            )
+        )
+    return [(q, a, b, _ratio(a, b)) for q, a, b, _ in rows]
+
+
+def print_summary(results: dict) -> None:
+    """The side-by-side table of the run."""
+    rows = summary_rows(results)
+    if not rows:
+        return
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    w = max(len(q) for q, *_ in rows)
+    print(f"\n{'quantity':<{w}}  {'ours':>12}  {'reference':>12}  {'ratio':>8}")
+    for q, a, b, ratio in rows:
+        print(f"{q:<{w}}  {fmt(a):>12}  {fmt(b):>12}  {ratio:>8}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="full")
@@ -399,6 +493,7 @@ def main() -> None:
         res["peak_rss_mib"] = vm("VmHWM")
         results[part] = res
         print(json.dumps({part: res}, indent=1, default=str), flush=True)
+    print_summary(results)
     if args.out:
         from calibopt.files import atomic_output
 
