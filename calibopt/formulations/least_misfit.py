@@ -224,8 +224,9 @@ def solve(
     t_star = float(sol.value)
     level = np.full(m, t_star)
     passes = [(t_star, 0)]
+    lex_stop = "not run"
     if objective == "max" and lexicographic:
-        sol, level, passes = _lexicographic(lp, sol, k, hard_mask, time_limit, t0)
+        sol, level, passes, lex_stop = _lexicographic(lp, sol, k, hard_mask, time_limit, t0)
     w_lp = np.clip(lp.weights(sol.x), lo_w, hi_w)
     t_lp = time.perf_counter() - t0 - t_build
     miss_lp = misses(problem, w_lp, s)
@@ -244,6 +245,7 @@ def solve(
         "misfit": t_star,
         "levels": level,
         "passes": passes,
+        "lexicographic_stop": lex_stop,
         "objective": objective,
         "misses": _miss_table(problem, w, miss, missed),
         "stage2": stage2,
@@ -257,6 +259,7 @@ def solve(
         f"least {'largest' if objective == 'max' else 'total'} relative miss "
         f"{100 * t_star:.6g}% (LP, HiGHS"
         + (f", {len(passes)} lexicographic pass(es)" if len(passes) > 1 else "")
+        + ("" if lex_stop in ("complete", "not run") else f" stopped at {lex_stop}")
         + f"); {missed.size} target(s) missed; stage 2: {stage2}"
     )
     return CalibrationResult.from_weights(
@@ -274,37 +277,44 @@ def solve(
     )
 
 
-def _lexicographic(lp, sol, k, hard, time_limit, t0) -> tuple[Any, np.ndarray, list]:
+def _lexicographic(lp, sol, k, hard, time_limit, t0) -> tuple[Any, np.ndarray, list, str]:
     """Progressive filling: fix the targets that must miss by the current ``t*`` (non-zero
     band-row duals: tight in every optimal solution by complementary slackness), minimise the
     largest miss of the others, until it is 0 (within accuracy) or the time runs out.
 
     Returns the last optimal solution, each target's level (its cap; the last ``t*`` for the
-    targets never capped) and the passes ``(t*, targets fixed)``.
+    targets never capped), the passes ``(t*, targets fixed)`` and why they stopped
+    (``"complete"``, ``"time_limit"`` or the status of a pass that found no optimum: the
+    targets not yet capped then keep the last level, a valid but not lexicographically least
+    bound).
     """
     m = k.size
     capped = hard.copy()
     level = np.zeros(m)
     passes = []
+    stop = "complete"
     while sol.value > ACCURACY:
         y = np.abs(sol.row_dual[:m])
         tight = ~capped & (y > 1e-9 * max(float(y[~capped].max(initial=0.0)), 1e-300))
         if not tight.any():
+            stop = "no target tight in the dual solution"
             break
         rows = np.flatnonzero(tight)
         level[rows] = sol.value
-        lp.cap_targets(rows, sol.value / k[rows] * (1 + 1e-9) + 1e-12)
+        lp.cap_targets(rows, sol.value / k[rows] * (1 + 1e-8) + 1e-11)
         capped[rows] = True
         passes.append((float(sol.value), int(rows.size)))
         left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
         if left is not None and left <= 0:
+            stop = "time_limit"
             break
         nxt = lp.solve(time_limit=left)
         if not nxt.optimal:
+            stop = f"pass {len(passes) + 1}: HiGHS {nxt.status}"
             break
         sol = nxt
     level[~capped] = max(float(sol.value), 0.0)
-    return sol, level, passes or [(float(sol.value), 0)]
+    return sol, level, passes or [(float(sol.value), 0)], stop
 
 
 def _miss_table(problem: CalibrationProblem, w: np.ndarray, miss: np.ndarray, rows) -> Any:

@@ -27,6 +27,14 @@ SIFT_MIN_UNITS = 50_000
 """From this many units (and more than 20 per target) the misfit LP is solved by sifting."""
 
 
+RETRIES: tuple[dict[str, Any], ...] = (
+    {"simplex_strategy": 1},
+    {"solver": "ipm", "run_crossover": "on"},
+)
+"""HiGHS settings of the cold re-solves tried, in order, when a solve ends without an optimum
+(e.g. status "Unknown" in a late lexicographic pass of the 80,000-unit synthetic country)."""
+
+
 class SiftedMisfit:
     """The misfit LP over many units, solved by sifting (column generation on the weights).
 
@@ -202,17 +210,17 @@ class SiftedMisfit:
         t0 = time.perf_counter()
         deadline = t0 + (np.inf if time_limit is None else time_limit)
         iterations = 0
-        rebuilt = False
+        retries = list(RETRIES)
         while True:
             sol = solve_misfit(
                 self.h, time_limit=None if time_limit is None else deadline - time.perf_counter()
             )
             iterations += sol.iterations
             self.rounds += 1
-            if not sol.optimal and time.perf_counter() < deadline and not rebuilt:
-                # HiGHS's primal simplex can misreport a warm start: rebuild, use the dual
-                self._rebuild(simplex_strategy=1)
-                rebuilt = True
+            if not sol.optimal and time.perf_counter() < deadline and retries:
+                # HiGHS can misreport a warm start or stall numerically on a capped model:
+                # rebuild cold, with the dual simplex, then the interior point + crossover
+                self._rebuild(**retries.pop(0))
                 continue
             if not sol.optimal:
                 return MisfitSolution(
