@@ -301,7 +301,7 @@ def _lexicographic(lp, sol, k, hard, time_limit, t0) -> tuple[Any, np.ndarray, l
             break
         rows = np.flatnonzero(tight)
         level[rows] = sol.value
-        lp.cap_targets(rows, sol.value / k[rows] * (1 + 1e-8) + 1e-11)
+        lp.cap_targets(rows, sol.value / k[rows] * (1 + 1e-8) + 1e-10)
         capped[rows] = True
         passes.append((float(sol.value), int(rows.size)))
         left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
