@@ -14,7 +14,9 @@ Parts (``--part``, default all), each on ``synthetic_country(size, seed=0, noise
 * ``misfit`` -- ``least-misfit`` on the reconciled targets: the least largest relative miss.
 * ``consistency`` -- cross-area consistency to the design weights: the least largest target
   miss (``least-misfit``, consistency rows hard) and the worst inconsistency factor, without
-  the rows, with a band of 10% and exact.
+  the rows, with a band of 10% and exact. Slow beyond ``tiny``: on ``small`` the row without
+  consistency took 165 s (stage 2's distance method falls back twice), so
+  ``--consistency-size tiny`` is the practical setting.
 * ``sparsity`` -- records per area, one global L0 price vs a price per area
   (``decomposition.adaptive.adaptive_sparsity``, ``hard-concrete`` without polish) at the
   same worst-area tolerance, on ``--sparsity-size`` (default small: CPU-only machine).
