@@ -34,7 +34,16 @@ from .support import refit_support
 
 __all__ = ["build", "solve"]
 
-_MODEL_OPTIONS = ("objective", "lam", "eps", "group_normalise", "big_m", "aggregate", "cuts")
+_MODEL_OPTIONS = (
+    "objective",
+    "lam",
+    "eps",
+    "group_normalise",
+    "big_m",
+    "aggregate",
+    "cuts",
+    "max_records",
+)
 
 
 def build(problem: CalibrationProblem, **options: Any) -> Any:
@@ -184,6 +193,7 @@ def solve(
     threads: int | None = None,
     seed: int | None = None,
     verbose: bool = False,
+    max_records: int | None = None,
 ) -> CalibrationResult:
     """Exact L0 calibration: the fewest non-zero weights meeting every target band.
 
@@ -233,6 +243,11 @@ def solve(
     refit
         Re-fit the kept weights with this distance method (``"linear"``: closest to the
         design weights in chi-square with every band met), or None to keep the MIP's weights.
+    max_records
+        A record budget: at most this many non-zero weights (with ``"error+count"`` and
+        ``lam=0``: the least error with that many records). Per block with
+        ``calibrate(..., blocks=labels, max_records=per_block({...}))``
+        (:func:`calibopt.decomposition.per_block`).
     threads, seed, verbose
         HiGHS threads, random seed and log output. The seed changes the search path; with
         a time limit the nodes explored depend on wall time, so a run stopped by its time
@@ -245,6 +260,8 @@ def solve(
     )
     support_search = number("support_search", support_search, low=0.0)
     heuristic_effort = number("heuristic_effort", heuristic_effort, low=0.0, high=1.0)
+    if max_records is not None:
+        max_records = integer("max_records", max_records, low=0)
     soft = objective == "error+count"
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -258,6 +275,7 @@ def solve(
         aggregate=aggregate,
         cuts=cuts,
         domain=None if soft else sparse_domain(problem),
+        max_records=max_records,
     )
     timings["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -302,6 +320,8 @@ def solve(
         )
     t0 = time.perf_counter()
     candidates, refit_note = _candidates(problem, model, out, start_w, refit, soft)
+    if max_records is not None:  # the warm start may exceed the budget
+        candidates = [c for c in candidates if np.count_nonzero(c[1]) <= max_records]
     timings["refit"] = time.perf_counter() - t0
     if not candidates:
         raise SolverError(
