@@ -54,13 +54,14 @@ HIGHS_OPTIONS: dict[str, Any] = {
     "simplex_strategy": 4,
     "primal_feasibility_tolerance": 1e-9,
     "dual_feasibility_tolerance": 1e-9,
-    "small_matrix_value": 1e-14,
+    "small_matrix_value": 1e-12,
 }
 """HiGHS settings of the misfit LP: the primal simplex method (a basic solution, whose duals
 are a vertex; freeing a row or adding a column keeps the basis primal feasible, so re-solves
 start where the last one ended), feasibility tolerances of 1e-9 on rows in relative units, and
-no matrix entry dropped as negligible above 1e-14 (HiGHS drops entries below 1e-9 by default,
-which would silently change a row whose coefficients are small next to its variables)."""
+no matrix entry dropped as negligible above 1e-12, the smallest threshold HiGHS accepts (it
+drops entries below 1e-9 by default, which would silently change a row whose coefficients are
+small next to its variables)."""
 
 
 def scaled_matrix(
