@@ -26,7 +26,13 @@ from .phase_one import phase_one
 INFEASIBLE = 1e-9
 """A proven lower bound on the scaled shortfall above this means infeasible."""
 
-__all__ = ["check_target_ranges", "lp_certificate", "reduce_redundant_targets"]
+__all__ = [
+    "check_target_ranges",
+    "dependent_rows",
+    "inconsistent",
+    "lp_certificate",
+    "reduce_redundant_targets",
+]
 
 
 def _fmt(names: list[str], idx) -> str:
@@ -89,25 +95,20 @@ def check_target_ranges(
     )
 
 
-def reduce_redundant_targets(
-    J: np.ndarray,
-    T: np.ndarray,
-    names: list[str],
-    rtol: float = 1e-9,
-    rank_tol: float = 1e-11,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split targets into a linearly independent set and redundant ones.
+def dependent_rows(
+    J: np.ndarray, rank_tol: float = 1e-11
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A linearly independent set of rows of ``J = X diag(v) X'`` and how the others depend.
 
-    Dependence is judged on ``J = X diag(v) X'`` (``v > 0`` on the units that can move; see
-    :func:`calibopt.kernels.weighted_gram`) by a pivoted Cholesky factorisation (LAPACK
-    ``dpstrf``) of its Jacobi scaling, with pivots below ``rank_tol`` counted as zero. A
-    redundant target whose total disagrees with the combination of kept totals (beyond
-    ``rtol``) makes the problem infeasible.
+    Pivoted Cholesky factorisation (LAPACK ``dpstrf``) of the Jacobi scaling of ``J``, pivots
+    below ``rank_tol`` counted as zero.
 
     Returns
     -------
     keep, dropped : ndarray of int
-        Positions of the kept and the dropped targets.
+        Positions of the kept and the dependent rows.
+    C : ndarray, shape (keep.size, dropped.size)
+        ``X_dropped = C' X_keep`` on the units with ``v > 0``.
     """
     diag = np.diag(J).copy()
     zero = diag <= 0
@@ -118,19 +119,40 @@ def reduce_redundant_targets(
     order = piv - 1
     keep = np.sort(order[:rank])
     dropped = np.sort(order[rank:])
+    if dropped.size == 0 or keep.size == 0:
+        return keep, dropped, np.zeros((keep.size, dropped.size))
+    # J_kd = J_kk C, solved in the Jacobi-scaled system (C = S_k Cs S_d^-1) to stay accurate
+    # across row scales
+    Cs = np.linalg.solve(Js[np.ix_(keep, keep)], Js[np.ix_(keep, dropped)])
+    C = s[keep][:, None] * Cs / np.where(s[dropped] > 0, s[dropped], 1.0)[None, :]
+    return keep, dropped, C
+
+
+def reduce_redundant_targets(
+    J: np.ndarray,
+    T: np.ndarray,
+    names: list[str],
+    rtol: float = 1e-9,
+    rank_tol: float = 1e-11,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split targets into a linearly independent set and redundant ones.
+
+    Dependence is judged on ``J = X diag(v) X'`` (``v > 0`` on the units that can move; see
+    :func:`calibopt.kernels.weighted_gram`) by :func:`dependent_rows`. A redundant target
+    whose total disagrees with the combination of kept totals (beyond ``rtol``) makes the
+    problem infeasible.
+
+    Returns
+    -------
+    keep, dropped : ndarray of int
+        Positions of the kept and the dropped targets.
+    """
+    keep, dropped, C = dependent_rows(J, rank_tol)
     if dropped.size == 0:
         return keep, dropped
-    # express each dropped row as a combination of the kept rows: J_kd = J_kk C, solved in
-    # the Jacobi-scaled system (C = S_k Cs S_d^-1) to stay accurate across row scales
-    if keep.size:
-        Cs = np.linalg.solve(Js[np.ix_(keep, keep)], Js[np.ix_(keep, dropped)])
-        C = s[keep][:, None] * Cs / np.where(s[dropped] > 0, s[dropped], 1.0)[None, :]
-    else:
-        C = np.zeros((0, dropped.size))
-    implied = C.T @ T[keep] if keep.size else np.zeros(dropped.size)
-    scale = np.abs(T[dropped]) + (np.abs(C).T @ np.abs(T[keep]) if keep.size else 0.0) + 1.0
-    bad = np.abs(T[dropped] - implied) > rtol * scale
+    bad = inconsistent(C, T, keep, dropped, rtol)
     if bad.any():
+        implied = C.T @ T[keep]
         lines = []
         for k in np.flatnonzero(bad)[:6]:
             j = dropped[k]
@@ -159,6 +181,15 @@ def reduce_redundant_targets(
             targets=[names[j] for j in involved],
         )
     return keep, dropped
+
+
+def inconsistent(
+    C: np.ndarray, T: np.ndarray, keep: np.ndarray, dropped: np.ndarray, rtol: float = 1e-9
+) -> np.ndarray:
+    """Which dependent rows' totals differ from ``C' T_keep`` (beyond ``rtol``), as a mask."""
+    implied = C.T @ T[keep]
+    scale = np.abs(T[dropped]) + np.abs(C).T @ np.abs(T[keep]) + 1.0
+    return np.abs(T[dropped] - implied) > rtol * scale
 
 
 def lp_certificate(

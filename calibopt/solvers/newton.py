@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from .distances import Distance
 from .evaluate import Evaluation, Evaluator
 from .kernels import weighted_row_abs, weighted_row_sq
-from .linalg import matrix_free, solve_symmetric_psd
+from .linalg import factor_symmetric_psd, matrix_free, solve_symmetric_psd
 from .newton_parts import NewtonOutcome, Slacks
 
 __all__ = [
@@ -181,11 +181,13 @@ class DualNewton:
             )
         return ev.J
 
-    def _system(self, rows, lam_full, slot, ev, pdiag, cg_tol, J0, crit, relax=False):
+    def _system(self, rows, lam_full, slot, ev, pdiag, cg_tol, J0, crit, relax=False, strict=True):
         """The Newton system at ``ev`` as ``solve(r, mu) -> (delta, how)``.
 
         ``mu > 0`` adds the Levenberg-Marquardt term ``mu diag(J)`` (``diag(X D X')`` on rows
         without curvature), which turns the step towards the scaled gradient as ``mu`` grows.
+        The matrix with ``mu = 0`` is factorised once, however many right-hand sides follow;
+        ``strict=False`` keeps a Cholesky factor with tiny pivots (interior-point systems).
         """
         if rows.size > self.dense_limit:
             ref = self.reference_curvature()[rows]
@@ -201,9 +203,14 @@ class DualNewton:
         if not np.all(base > 0):
             scale = np.where(base > 0, base, self.reference_curvature()[rows])
 
+        factored: list = []
+
         def solve(r, mu):
             if mu == 0:
-                return solve_symmetric_psd(J, r)
+                if not factored:
+                    factored.append(factor_symmetric_psd(J, strict=strict))
+                apply, how = factored[0]
+                return apply(r), how
             Jm = J.copy()
             Jm[np.diag_indices_from(Jm)] += mu * scale
             return solve_symmetric_psd(Jm, r)
@@ -335,6 +342,7 @@ class DualNewton:
         slacks: Slacks | None = None,
         J0: np.ndarray | None = None,
         callback: Callable[[int, float], None] | None = None,
+        lam_fixed: np.ndarray | None = None,
     ) -> NewtonOutcome:
         """Run Newton until ``max_j |r_j| / s_j < epsilon`` (``s_j`` from :meth:`row_scale`).
 
@@ -343,7 +351,8 @@ class DualNewton:
         T
             Target totals for ``rows``.
         rows
-            Rows of X that are constraints (default all); the others get ``lambda = 0``.
+            Rows of X that are constraints (default all); the others get ``lambda = 0`` (or
+            ``lam_fixed``).
         lam0
             Starting multipliers for ``rows`` (default 0).
         slacks
@@ -352,6 +361,8 @@ class DualNewton:
             The Newton matrix at ``lam0`` if the caller already has it (saves one Gram).
         callback
             Called as ``callback(iteration, criterion)``.
+        lam_fixed
+            Multipliers of the rows outside ``rows``, held fixed (one per row of X; default 0).
 
         Returns
         -------
@@ -364,7 +375,7 @@ class DualNewton:
         rows = np.arange(p) if rows is None else np.asarray(rows)
         self.evaluator.set_rows(rows)
         self.evaluator.composed = rows.size > self.dense_limit
-        lam_full = np.zeros(p)
+        lam_full = np.zeros(p) if lam_fixed is None else np.array(lam_fixed, dtype=np.float64)
         if lam0 is not None:
             lam_full[rows] = lam0
         lam = lam_full[rows].copy()
