@@ -11,12 +11,16 @@ Parts (``--part``, default all):
   checked equal to ours on that sample;
 * ``generate``: ~1,000,000 persons in batches of 50,000 households: wall time, and the peak
   memory (growth of the peak RSS) for 1, 2, 4 and 8 batches, each in a fresh process;
-* ``peers``: SDV's ``HMASynthesizer`` (three tables) and ``GaussianCopulaSynthesizer`` (the
-  flattened persons), and ``microplex`` (its Synthesizer on the flattened persons), each in
-  its own venv under ``benchmarks/_venvs/<name>`` (made with
-  ``python -m venv benchmarks/_venvs/sdv && benchmarks/_venvs/sdv/bin/pip install sdv pyarrow``,
-  and the same for ``microplex``); a missing venv is skipped and said so. Same training data,
-  same held-out metrics, fit + sample time, rule violations.
+* ``peers``: SDV's ``HMASynthesizer`` and ``GaussianCopulaSynthesizer`` (the flattened
+  persons), and ``microplex`` (its Synthesizer on the flattened persons), each in its own venv
+  under ``benchmarks/_venvs/<name>`` (made with ``python -m venv benchmarks/_venvs/sdv &&
+  benchmarks/_venvs/sdv/bin/pip install sdv pyarrow``, and the same for ``microplex``); a
+  missing venv is skipped and said so. SDV community (2.0) refuses our three-table schema
+  (households > tax units > persons: depth 3, its limit is 2); that is recorded and HMA runs on
+  households > persons with the tax-unit variables joined onto persons. Same training data,
+  same held-out data and the same metric functions (:func:`quality_report`, on the
+  person-level frame for every output and per table for outputs with households), fit +
+  sample time, violations (``check_generated``) for every output with households.
 
 Run::
 
@@ -38,7 +42,7 @@ import numpy as np
 import pandas as pd
 from _memory import settle, vm
 
-from calibopt.datasets import synthetic_country
+from calibopt.datasets import Dataset, synthetic_country
 from calibopt.synthesis import (
     ChildAgeGap,
     HierarchicalSynthesizer,
@@ -236,82 +240,170 @@ def part_generate(args) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- peers
-def _flat_quality(hold, frame: pd.DataFrame) -> dict:
-    from scipy.stats import ks_2samp
+IDS = ["person_id", "household_id", "tax_unit_id"]
+PERSON_METRICS = [
+    "max_ks",
+    "mean_ks",
+    "max_tv",
+    "max_zero_share_diff",
+    "mean_corr_diff",
+    "max_corr_diff",
+    "identical_share",
+    "dcr_ratio",
+]
+TABLE_METRICS = ["max_ks", "mean_ks", "max_tv", "max_zero_share_diff"]
+OUTPUTS = {
+    "calibopt (cart)": "households > tax units > persons (3 tables, rules repaired)",
+    "sdv_hma (3 tables)": "none: SDV community refuses the schema (see below)",
+    "sdv_hma (2 tables)": "households > persons, tax-unit variables on persons (SDV's "
+    "deepest accepted schema); tax unit = (household, generated unit number), unit "
+    "variables from its head",
+    "sdv_copula": "person rows, no households (all person, tax-unit and household columns)",
+    "microplex": "person rows, no households (the 5 income/age numbers, given the role)",
+}
 
-    from calibopt.synthesis.quality import total_variation
 
-    real = flatten(hold, "all")
-    skip = {"person_id", "household_id", "tax_unit_id", "household_weight"}
-    ks, tv = [], []
-    for c in real.columns:
-        if c in skip or c not in frame.columns:
+def _cast_like(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """A peer's columns in the dtypes of ours (categories, booleans, integers), so that the
+    metrics compare values, not representations."""
+    out = frame.copy()
+    for c in out.columns:
+        if c not in like.columns:
             continue
-        if (
-            c in ("state_fips", "congressional_district_geoid")
-            or not pd.api.types.is_numeric_dtype(real[c].dtype)
-            or real[c].dtype == bool
-        ):
-            tv.append(total_variation(real[c].astype(str), frame[c].astype(str)))
-        else:
-            ks.append(ks_2samp(real[c].astype(float), frame[c].astype(float)).statistic)
-    num = [
-        c
-        for c in real.columns
-        if c not in skip
-        and c in frame.columns
-        and pd.api.types.is_numeric_dtype(real[c].dtype)
-        and real[c].dtype != bool
-        and c not in ("state_fips", "congressional_district_geoid")
-    ]
-    ca = real[num].astype(float).corr().to_numpy()
-    cb = frame[num].astype(float).corr().to_numpy()
-    i, j = np.triu_indices(len(num), 1)
-    diff = np.abs(ca[i, j] - cb[i, j])
-    return {
-        "flat_max_ks": max(ks),
-        "flat_max_tv": max(tv) if tv else np.nan,
-        "flat_mean_corr_diff": float(np.nanmean(diff)),
+        dtype = like[c].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype(str).astype(dtype)
+        elif pd.api.types.is_bool_dtype(dtype):
+            if not pd.api.types.is_bool_dtype(out[c].dtype):
+                out[c] = out[c].astype(str).map({"True": True, "False": False, "1": True})
+                out[c] = out[c].fillna(False).astype(bool)
+        elif pd.api.types.is_integer_dtype(dtype) and not out[c].isna().any():
+            out[c] = np.round(out[c].to_numpy(dtype=float)).astype(dtype)
+    return out
+
+
+def _person_view(frame: pd.DataFrame) -> Dataset:
+    """A person-level frame as a Dataset of one-person households with no household
+    variables: :func:`quality_report` then compares the person-level columns with the very
+    functions it uses for ours (KS, TV, zero shares, correlations, privacy)."""
+    persons = frame.drop(columns=[c for c in IDS if c in frame.columns]).reset_index(drop=True)
+    ids = np.arange(1, len(persons) + 1, dtype=np.int64)
+    return Dataset(
+        {
+            "household": pd.DataFrame({"household_id": ids}),
+            "person": persons.assign(person_id=ids, household_id=ids),
+        }
+    )
+
+
+def _person_metrics(hold: Dataset, train: Dataset, frame: pd.DataFrame) -> dict:
+    """Held-out metrics of a person-level frame (ours flattened, or a peer's rows): the
+    columns it has, each compared over all persons; privacy on those columns."""
+    real, base = flatten(hold, "all"), flatten(train, "all")
+    frame = _cast_like(frame, real)
+    cols = [c for c in base.columns if c in frame.columns and c not in IDS]
+    rep = quality_report(_person_view(real), _person_view(frame), train=_person_view(base[cols]))
+    s = rep.summary()
+    if not (rep.marginals["kind"] == "category").any():
+        s["max_tv"] = np.nan  # no categories in the output: nothing compared
+    return {k: s.get(k, np.nan) for k in PERSON_METRICS}
+
+
+def _table_metrics(hold: Dataset, ds: Dataset) -> dict:
+    """Held-out metrics per table (households, tax units, persons), as in ``--part models``."""
+    s = quality_report(hold, ds).summary()
+    return {f"tables_{k}": s[k] for k in TABLE_METRICS}
+
+
+def _violations(synth, ds: Dataset, extra=()) -> pd.Series:
+    """Violations per rule: the checks generated data must pass (``check_generated``)."""
+    table = check_generated(synth.spec, ds, RULES)
+    rows = [*zip(table["rule"], table["violations"]), *extra]
+    return pd.Series({r: int(v) for r, v in rows})
+
+
+def _hma_dataset(d: Path, like: Dataset) -> tuple[Dataset, list[tuple[str, int]]]:
+    """HMA's two tables as our three: the tax unit is (household, ``tax_unit_no``); the unit
+    variables, generated per person, are taken from the unit's head (its first person if it
+    has none). Households without persons are dropped and counted, as are units whose
+    persons disagree on a unit variable."""
+    hh = pd.read_parquet(d / "hma_households.parquet")
+    p = pd.read_parquet(d / "hma_persons.parquet")
+    extra = []
+    empty = ~hh["household_id"].isin(p["household_id"])
+    extra.append(("household has persons", int(empty.sum())))
+    hh = hh[~empty.to_numpy()]
+    key = p["household_id"].astype(str) + ":" + p["tax_unit_no"].astype(str)
+    p["tax_unit_id"] = pd.factorize(key)[0].astype(np.int64) + 1
+    unit_vars = [c for c in like.table("tax_unit").columns if c not in IDS]
+    differs = p.groupby("tax_unit_id")[unit_vars].nunique(dropna=False).gt(1).any(axis=1)
+    extra.append(("tax-unit variables identical in the unit", int(differs.sum())))
+    first = p.assign(_not_head=p["role"].astype(str) != "head").sort_values(
+        ["tax_unit_id", "_not_head"], kind="stable"
+    )
+    units = first.drop_duplicates("tax_unit_id")[["tax_unit_id", "household_id", *unit_vars]]
+    persons = p.drop(columns=[*unit_vars, "tax_unit_no"])
+    tables = {"household": hh, "person": persons, "tax_unit": units}
+    tables = {
+        e: _cast_like(f, like.table(e))[[c for c in like.table(e).columns if c in f.columns]]
+        for e, f in tables.items()
     }
+    return Dataset(tables, name="SDV HMA (2 tables)"), extra
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categories as strings (SDV and microplex run pandas 2)."""
+    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    return frame.assign(**{c: frame[c].astype(str) for c in cats})
+
+
+def _run_peer(peer: str, venv: str, tmp: str, timeout: int) -> dict | None:
+    py = HERE / "_venvs" / venv / "bin" / "python"
+    if not py.exists():
+        print(f"skipped {peer}: no venv at {py.parent.parent} (see the module docstring)")
+        return None
+    try:
+        subprocess.run(
+            [str(py), str(HERE / "peers" / "synthesis_peer.py"), peer, tmp],
+            check=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"skipped {peer}: longer than {timeout} s")
+        return None
+    res = json.loads((Path(tmp) / f"{peer}.json").read_text())
+    if "error" in res:
+        print(f"skipped {peer}: {res['error']}\n{res.get('trace', '')}")
+        return None
+    return res
 
 
 def part_peers(args) -> pd.DataFrame:
     country, train, hold = _split(args.train_households)
-    rows = {}
+    rows: dict[str, dict] = {}
+    rules: dict[str, pd.Series] = {}
     synth, fit = _fit(country, train)
     t = time.perf_counter()
     ours = synth.generate(train.n_households, seed=1, rules=country.rules)
     gen = time.perf_counter() - t
+    rules["calibopt (cart)"] = _violations(synth, ours)
     rows["calibopt (cart)"] = {
+        "households": ours.n_households,
+        "persons": ours.n_persons,
         "fit_s": fit,
         "sample_s": gen,
-        "violations": int(check_generated(synth.spec, ours, RULES)["violations"].sum()),
-        **_flat_quality(hold, flatten(ours, "all")),
+        "violations": rules["calibopt (cart)"].sum(),
+        **_person_metrics(hold, train, flatten(ours, "all")),
+        **_table_metrics(hold, ours),
     }
+    notes = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        plain = {
-            e: f.assign(
-                **{
-                    c: f[c].astype(str)
-                    for c in f.columns
-                    if isinstance(f[c].dtype, pd.CategoricalDtype)
-                }
-            )
-            for e, f in train.entities.items()
-        }
+        plain = {e: _plain(f) for e, f in train.entities.items()}
         plain["household"].to_parquet(d / "households.parquet")
         plain["tax_unit"].to_parquet(d / "tax_units.parquet")
         plain["person"].to_parquet(d / "persons.parquet")
-        flat = flatten(train, "all").drop(columns=["person_id", "household_id", "tax_unit_id"])
-        flat = flat.assign(
-            **{
-                c: flat[c].astype(str)
-                for c in flat.columns
-                if isinstance(flat[c].dtype, pd.CategoricalDtype)
-            }
-        )
-        flat.to_parquet(d / "flat.parquet")
+        _plain(flatten(train, "all").drop(columns=IDS)).to_parquet(d / "flat.parquet")
         numeric = [
             "age",
             "employment_income",
@@ -319,63 +411,76 @@ def part_peers(args) -> pd.DataFrame:
             "household_income",
             "adjusted_gross_income",
         ]
-        (d / "spec.json").write_text(
-            json.dumps({"scale": 1.0, "n_persons": train.n_persons, "numeric": numeric})
-        )
+        (d / "spec.json").write_text(json.dumps({"n_persons": train.n_persons, "numeric": numeric}))
         for peer, venv in (("hma", "sdv"), ("sdv_copula", "sdv"), ("microplex", "microplex")):
-            py = HERE / "_venvs" / venv / "bin" / "python"
-            if not py.exists():
-                print(f"skipped {peer}: no venv at {py.parent.parent} (see the module docstring)")
+            res = _run_peer(peer, venv, tmp, args.peer_timeout)
+            if res is None:
                 continue
-            try:
-                subprocess.run(
-                    [str(py), str(HERE / "peers" / "synthesis_peer.py"), peer, tmp],
-                    check=True,
-                    timeout=args.peer_timeout,
-                )
-            except subprocess.TimeoutExpired:
-                print(f"skipped {peer}: longer than {args.peer_timeout} s")
-                continue
-            res = json.loads((d / f"{peer}.json").read_text())
-            if "error" in res:
-                print(f"skipped {peer}: {res['error']}")
-                continue
-            rows[peer] = {"fit_s": res["fit_s"], "sample_s": res["sample_s"]}
+            row = {"fit_s": res["fit_s"], "sample_s": res["sample_s"]}
             if peer == "hma":
-                rows[peer] |= _hma_quality(synth, hold, d)
+                n = res["notes"]
+                rows["sdv_hma (3 tables)"] = {}
+                notes += [
+                    "sdv_hma (3 tables): SDV 2.0.0 detected "
+                    + "; ".join(n["detected_relationships"])
+                    + f" (depth {n['detected_depth']}); declared "
+                    + "; ".join(n["declared_relationships"])
+                    + f" (depth {n['declared_depth']}, counted in tables): refused by SDV "
+                    f"community: {n['refused_3_tables']!r}",
+                    f"sdv_hma (2 tables): {n['schema']} (depth {n['depth']})",
+                ]
+                ds, extra = _hma_dataset(d, train)
+                rules["sdv_hma (2 tables)"] = _violations(synth, ds, extra)
+                rows["sdv_hma (2 tables)"] = {
+                    "households": ds.n_households,
+                    "persons": ds.n_persons,
+                    **row,
+                    "violations": rules["sdv_hma (2 tables)"].sum(),
+                    **_person_metrics(hold, train, flatten(ds, "all")),
+                    **_table_metrics(hold, ds),
+                }
             else:
-                rows[peer] |= {
+                frame = pd.read_parquet(d / f"{peer}_flat.parquet")
+                rows[peer] = {
+                    "households": np.nan,
+                    "persons": len(frame),
+                    **row,
                     "violations": np.nan,
-                    **_flat_quality(hold, pd.read_parquet(d / f"{peer}_flat.parquet")),
+                    **_person_metrics(hold, train, frame),
                 }
     table = pd.DataFrame(rows).T
     table["time_ratio_vs_ours"] = (table["fit_s"] + table["sample_s"]) / (fit + gen)
+    table.insert(0, "output", [OUTPUTS[r] for r in table.index])
+    wide = pd.option_context("display.width", 250, "display.max_columns", 50)
+    fmt = {"float_format": lambda v: f"{v:.4f}"}
     print(
-        f"\n## Peers: same {train.n_households:,} training households, held-out metrics "
-        f"on the person-level frame (violations: hierarchy checks; NaN = no households)"
+        f"\n## Peers: same {train.n_households:,} training households ({train.n_persons:,} "
+        f"persons), metrics against the same {hold.n_households:,} held-out households "
+        f"({hold.n_persons:,} persons)"
     )
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    with wide:
+        print("\nOutput of each synthesizer:")
+        for name, text in table["output"].items():
+            print(f"  {name:20s} {text}")
+        for line in notes:
+            print(f"  {line}")
+        head = ["households", "persons", "fit_s", "sample_s", "time_ratio_vs_ours", "violations"]
+        print("\nTime and hierarchy violations (NaN: the output has no households to check)")
+        print(table[head].to_string(**fmt))
+        print(
+            "\nPerson-level metrics (quality_report on one row per person, household and tax-"
+            "unit variables joined on; each output's own columns; NaN max_tv: no categories)"
+        )
+        print(table[PERSON_METRICS].to_string(**fmt))
+        cols = [f"tables_{k}" for k in TABLE_METRICS]
+        print(
+            "\nPer-table metrics (quality_report on the households, tax units and persons "
+            "tables, as in --part models; NaN: no tables)"
+        )
+        print(table[cols].to_string(**fmt))
+        print("\nViolations per check (check_generated; HMA: plus the two-table checks)")
+        print(pd.DataFrame(rules).fillna(0).astype(int).to_string())
     return table
-
-
-def _hma_quality(synth, hold, d: Path) -> dict:
-    from calibopt.datasets import Dataset
-
-    tables = {
-        "household": pd.read_parquet(d / "hma_households.parquet"),
-        "person": pd.read_parquet(d / "hma_persons.parquet"),
-        "tax_unit": pd.read_parquet(d / "hma_tax_units.parquet"),
-    }
-    tables["person"]["role"] = pd.Categorical(
-        tables["person"]["role"], categories=["head", "spouse", "dependant"]
-    )
-    try:
-        ds = Dataset(tables)
-        violations = int(check_generated(synth.spec, ds, RULES)["violations"].sum())
-    except Exception as exc:  # HMA tables that do not even form a dataset
-        print(f"HMA output is not a valid hierarchy: {exc}")
-        return {"violations": np.nan}
-    return {"violations": violations, **_flat_quality(hold, flatten(ds, "all"))}
 
 
 def main() -> None:

@@ -291,7 +291,9 @@ def test_module_entry_point_and_package_layout():
         "allocate",
         "build-matrix",
         "calibrate",
+        "compare",
         "demo",
+        "methods",
         "stack",
         "targets",
     ]
@@ -328,3 +330,24 @@ def test_demo_compiles_kernels_before_timing_any_method(tmp_path):
     assert max(seconds) < min(0.5, compile_seconds / 2), seconds
     local = next(line for line in lines if line.startswith("raking via newton: optimal in"))
     assert float(local.split(" iterations, ")[1].split(" s;")[0]) < 0.5, local
+
+
+def test_calibrate_keeps_the_default_non_negative_bounds(tmp_path):
+    """Without --bounds the command uses the library's default (w >= 0); 'none none' lifts it."""
+    X = np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+    sp.save_npz(tmp_path / "X.npz", sp.csr_matrix(X))
+    pd.DataFrame({"name": ["n", "x"], "value": [3.0, 5.5]}).to_csv(
+        tmp_path / "totals.csv", index=False
+    )
+    base = ["calibrate", "--matrix", str(tmp_path / "X.npz"), "--totals"]
+    base += [str(tmp_path / "totals.csv"), "--method", "linear", "--out"]
+    assert main([*base, str(tmp_path / "a.csv")]) == 0
+    w = pd.read_csv(tmp_path / "a.csv")["weight"].to_numpy()
+    ref = co.calibrate(co.CalibrationProblem(X, [3.0, 5.5]), method="linear").weights
+    np.testing.assert_allclose(w, ref, atol=1e-12)
+    assert w.min() >= 0 and w.min() == 0  # the unbounded optimum is negative: the bound binds
+    assert main([*base, str(tmp_path / "b.csv"), "--bounds", "none", "none"]) == 0
+    w = pd.read_csv(tmp_path / "b.csv")["weight"].to_numpy()
+    free = co.calibrate(co.CalibrationProblem(X, [3.0, 5.5], bounds=None), method="linear")
+    np.testing.assert_allclose(w, free.weights, atol=1e-12)
+    assert w.min() < 0

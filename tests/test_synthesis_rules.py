@@ -119,6 +119,17 @@ def test_shared_mode_breaks_ties_by_smallest_value():
     assert report.loc[0, "rows_changed"] == 2
 
 
+def test_shared_check_counts_groups_with_several_values():
+    # missing values are one value, 0.0 and -0.0 are equal, categories compare by value
+    hh = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    x = [np.nan, np.nan, 0.0, -0.0, 1.0, np.nan, 2.0, 3.0, 7.0, 7.0]
+    cat = pd.Categorical(["a", None, None, None, "b", "b", "a", "b", "c", "c"])
+    people = pd.DataFrame({"household_id": hh, "x": x, "cat": cat, "obj": list(cat)})
+    people["i"] = [1, 1, 2, 2, 3, 4, 5, 5, 6, 7]
+    found = check_hierarchy(people, shared={"x": "mode", "cat": "mode", "obj": "mode", "i": "mode"})
+    assert found["violations"].tolist() == [2, 2, 2, 2]
+
+
 def test_relationship_rules_by_hand():
     fixed, report = enforce_hierarchy(
         _people(), rules=[OneHead(), SpouseAgeGap(max_years=20), ChildAgeGap(min_years=15)]
@@ -240,7 +251,7 @@ def test_enforce_errors():
         enforce_hierarchy(people, shared={"region": "mean"})
     spanning = people.copy()
     spanning.loc[0, "tax_unit_id"] = 20
-    with pytest.raises(CalibrationError, match=r"tax_unit_id group.*span several households"):
+    with pytest.raises(CalibrationError, match=r"1 tax_unit_id group.*e.g. tax_unit_id 20;"):
         enforce_hierarchy(spanning, rules=[OneHead()])
     with pytest.raises(CalibrationError, match="empty"):
         enforce_hierarchy(people.iloc[:0], shared=["income"])

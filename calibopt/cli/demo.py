@@ -18,13 +18,36 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from ._json import add_json_argument, emit, human_output
 from ._parsers import add_command
 
 __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
+    with human_output(args):
+        local = _demo(args)
+    if args.json:
+        r = local.result
+        emit(
+            dict(
+                out=args.out,
+                local_area=dict(
+                    status=r.status,
+                    method=r.method,
+                    max_rel_error=r.max_rel_error,
+                    nnz=r.nnz,
+                    fit=local.fit,
+                    timings=local.timings,
+                ),
+            )
+        )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> Any:
     from ..demo.allocation import allocation_demo
     from ..demo.local_area import local_area_demo
     from ..demo.stacking import stacking_demo
@@ -50,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     allocation_demo(local, seed=args.seed)
     print("\n== 5. hierarchical synthesis, calibrated by household ==")
     synthesis_demo(local, outdir, seed=args.seed)
-    return 0
+    return local
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,4 +85,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", default="raking", help="method of the local-area stage")
     p.add_argument("--out", default="calibopt-demo", help="directory for the demo's files")
+    add_json_argument(p)
     p.set_defaults(func=_run)

@@ -64,7 +64,9 @@ def _run_cvxpy(
     import cvxpy as cp
 
     name = solver.split(":", 1)[1] if solver.lower().startswith("cvxpy:") else solver
-    name = name.upper() or "HIGHS"
+    name = name.upper()
+    if name in ("", "CVXPY"):
+        name = "HIGHS"  # "cvxpy" alone: the same MIP through cvxpy, solved by HiGHS
     prob, xc, xi, _ = cvxpy_model(model.lp)
     if start is not None:
         integer_cols = np.asarray(model.lp.integer, bool)
@@ -208,7 +210,7 @@ def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, thre
     "l0-mip",
     aliases=("l0", "mip"),
     build=build,
-    solvers=("highs", "cvxpy"),
+    solvers=("highs", "cvxpy:HIGHS", "cvxpy:SCIP"),
     catalogue="l0-mip.md",
     summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS)",
     guarantee="optimal",

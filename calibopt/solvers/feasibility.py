@@ -79,7 +79,11 @@ def check_target_ranges(
         if mins[j] == 0 and maxs[j] == 0:
             why = "its row of X is all zero (no unit contributes), so only 0 is reachable"
         else:
-            why = f"the weight bounds{domain} allow only totals in [{mins[j]:.6g}, {maxs[j]:.6g}]"
+            left = "(" if open_lower and mins[j] == 0 else "["
+            why = (
+                f"the weight bounds{domain} allow only totals in "
+                f"{left}{mins[j]:.6g}, {maxs[j]:.6g}{')' if np.isinf(maxs[j]) else ']'}"
+            )
         if band_lo[j] == band_hi[j]:
             want = f"{band_lo[j]:.6g}"
         else:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .highs import new_highs
 from .kernels import matvec, rmatvec
 
 __all__ = ["PhaseOne", "dual_bound", "phase_one"]
@@ -118,8 +119,7 @@ def _master(m: int, c_scale, band_lo, band_hi, rhs):
     """
     highspy = _highs()
     inf = highspy.kHighsInf
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
     h.setOptionValue("dual_feasibility_tolerance", 1e-9)
     eye = np.arange(m, dtype=np.int32)

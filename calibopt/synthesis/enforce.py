@@ -31,7 +31,7 @@ import pandas as pd
 from ..datasets.dataset import Dataset
 from ..errors import InvalidProblemError
 from ..validate import integer
-from .rules import ChildAgeGap, Groups, OneHead, Shared, SpouseAgeGap, SumTo
+from .rules import ChildAgeGap, Groups, OneHead, Shared, SpouseAgeGap, SumTo, _varies
 from .synthesizer import as_generator
 from .tables import flatten, group_variables, unflatten
 
@@ -79,8 +79,9 @@ def _person_frame(data: Any, rules: list[Any], household_id: str) -> pd.DataFram
     return data.reset_index(drop=True).copy()
 
 
-def _check_nesting(frame: pd.DataFrame, rules: list[Any], household_id: str) -> None:
+def _check_nesting(frame: pd.DataFrame, rules: list[Any], groups: Groups) -> None:
     """A unit (tax unit) must not span two households."""
+    household_id = groups.household_id
     units = {getattr(r, "part_id", None) for r in rules} | {
         getattr(r, "within", None) for r in rules
     }
@@ -89,11 +90,19 @@ def _check_nesting(frame: pd.DataFrame, rules: list[Any], household_id: str) -> 
     for unit in units - {None, household_id}:
         if unit not in frame.columns:
             continue
-        spans = frame.groupby(unit, sort=False)[household_id].nunique()
-        if (spans > 1).any():
+        if frame[unit].hasnans or frame[household_id].hasnans:  # missing ids are skipped
+            spans = frame.groupby(unit, sort=False)[household_id].nunique()
+            bad, example = int((spans > 1).sum()), spans.index[(spans > 1).to_numpy()][:1]
+        else:  # one pass on the (cached) group codes
+            codes, n = groups.codes(unit)
+            hh, _ = groups.codes(household_id)
+            spans = _varies(codes, n, pd.Series(hh, copy=False))
+            rows = spans[codes]  # the first such row is in the first such unit
+            bad, example = int(spans.sum()), frame[unit].iloc[[int(np.argmax(rows))]]
+        if bad:
             raise InvalidProblemError(
-                f"{int((spans > 1).sum())} {unit} group(s) span several households, e.g. "
-                f"{unit} {spans.index[(spans > 1).to_numpy()][0]}; fix the ids first."
+                f"{bad} {unit} group(s) span several households, e.g. "
+                f"{unit} {example[0]}; fix the ids first."
             )
 
 
@@ -113,8 +122,8 @@ def check_hierarchy(
     """
     todo = _rules(shared, rules)
     frame = _person_frame(data, todo, household_id)
-    _check_nesting(frame, todo, household_id)
     groups = Groups(frame, household_id)
+    _check_nesting(frame, todo, groups)
     return pd.DataFrame(
         {"rule": [r.label for r in todo], "violations": [r.check(frame, groups) for r in todo]}
     )
@@ -164,17 +173,21 @@ def enforce_hierarchy(
     """
     todo = _rules(shared, rules)
     frame = _person_frame(data, todo, household_id)
-    _check_nesting(frame, todo, household_id)
-    rng = as_generator(seed)
     groups = Groups(frame, household_id)
+    _check_nesting(frame, todo, groups)
+    rng = as_generator(seed)
     before = [r.check(frame, groups) for r in todo]
     changed = np.zeros(len(todo), dtype=np.int64)
     for _ in range(integer("max_passes", max_passes, low=1)):
-        counts = [r.repair(frame, groups, rng) if r.check(frame, groups) else 0 for r in todo]
+        checks, counts = [], []
+        for r in todo:
+            checks.append(r.check(frame, groups))
+            counts.append(r.repair(frame, groups, rng) if checks[-1] else 0)
         changed += counts
         if not any(counts):
             break
-    after = [r.check(frame, groups) for r in todo]
+    # a pass that found nothing to repair changed nothing: its checks are the final state
+    after = checks if not any(checks) else [r.check(frame, groups) for r in todo]
     report = pd.DataFrame(
         {
             "rule": [r.label for r in todo],

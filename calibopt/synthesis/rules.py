@@ -103,13 +103,26 @@ def _first_where(mask: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _distinct_per_group(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Number of distinct values per group."""
-    order = np.lexsort((values, codes))
-    sc, sv = codes[order], values[order]
-    new = np.ones(sc.size, dtype=bool)
-    new[1:] = (sc[1:] != sc[:-1]) | (sv[1:] != sv[:-1])
-    return np.bincount(sc, weights=new, minlength=n)
+def _varies(codes: np.ndarray, n: int, col: pd.Series) -> np.ndarray:
+    """Per group, whether ``col`` takes more than one value (missing values count as one
+    value): a row differing from its group's first row, in one pass (no sort)."""
+    first = _first_where(np.ones(codes.size, dtype=bool), codes, n)[codes]
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        values = col.cat.codes.to_numpy()
+        diff = values != values[first]
+    elif isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        values = col.to_numpy()
+        ref = values[first]
+        diff = values != ref
+        if dtype.kind == "f":
+            diff &= ~(np.isnan(values) & np.isnan(ref))
+    else:
+        values = pd.factorize(col)[0]
+        diff = values != values[first]
+    out = np.zeros(n, dtype=bool)
+    out[codes[diff]] = True
+    return out
 
 
 @dataclass(frozen=True)
@@ -141,8 +154,7 @@ class Shared:
 
     def check(self, frame: pd.DataFrame, g: Groups) -> int:
         codes, n = self._group(g)
-        values = pd.factorize(_column(frame, self.variable, self.label))[0]
-        return int((_distinct_per_group(codes, values, n) > 1).sum())
+        return int(_varies(codes, n, _column(frame, self.variable, self.label)).sum())
 
     def target_values(self, frame: pd.DataFrame, g: Groups) -> np.ndarray:
         """The shared value of each row's group."""
