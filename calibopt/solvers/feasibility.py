@@ -16,10 +16,10 @@ Three checks, from cheap to thorough:
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 
 from ..errors import InfeasibleError
+from .dependence import dependent_rows
 from .kernels import matvec, row_ranges
 from .phase_one import phase_one
 
@@ -97,39 +97,6 @@ def check_target_ranges(
         + "\nWiden the bounds, add a tolerance, or drop these targets.",
         targets=[names[j] for j in idx],
     )
-
-
-def dependent_rows(
-    J: np.ndarray, rank_tol: float = 1e-11
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A linearly independent set of rows of ``J = X diag(v) X'`` and how the others depend.
-
-    Pivoted Cholesky factorisation (LAPACK ``dpstrf``) of the Jacobi scaling of ``J``, pivots
-    below ``rank_tol`` counted as zero.
-
-    Returns
-    -------
-    keep, dropped : ndarray of int
-        Positions of the kept and the dependent rows.
-    C : ndarray, shape (keep.size, dropped.size)
-        ``X_dropped = C' X_keep`` on the units with ``v > 0``.
-    """
-    diag = np.diag(J).copy()
-    zero = diag <= 0
-    s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, diag)))
-    Js = J * s[:, None] * s[None, :]
-    Js[zero, zero] = 0.0
-    _, piv, rank, _ = lapack.dpstrf(Js, tol=rank_tol, lower=0)
-    order = piv - 1
-    keep = np.sort(order[:rank])
-    dropped = np.sort(order[rank:])
-    if dropped.size == 0 or keep.size == 0:
-        return keep, dropped, np.zeros((keep.size, dropped.size))
-    # J_kd = J_kk C, solved in the Jacobi-scaled system (C = S_k Cs S_d^-1) to stay accurate
-    # across row scales
-    Cs = np.linalg.solve(Js[np.ix_(keep, keep)], Js[np.ix_(keep, dropped)])
-    C = s[keep][:, None] * Cs / np.where(s[dropped] > 0, s[dropped], 1.0)[None, :]
-    return keep, dropped, C
 
 
 def reduce_redundant_targets(

@@ -45,7 +45,11 @@ def _blas(m: int):
 
 
 def factor_symmetric_psd(
-    J: np.ndarray, rcond: float = 256 * np.finfo(float).eps, *, strict: bool = True
+    J: np.ndarray,
+    rcond: float = 256 * np.finfo(float).eps,
+    *,
+    strict: bool = True,
+    cache: dict | None = None,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """Factorise the symmetric PSD ``J`` (the Newton system) once, Jacobi-scaled.
 
@@ -59,6 +63,11 @@ def factor_symmetric_psd(
       solution (eigenvalues below ``rcond * max eigenvalue`` dropped, like ``MASS::ginv``).
       With ``strict=False`` a Cholesky factor with tiny pivots is kept (interior-point
       systems, ill-conditioned by design, whose directions stay accurate).
+
+    ``cache`` (a dict kept by the caller across iterations) remembers the positions of the
+    non-zeros of a sparse ``J``, so later matrices with the same pattern are gathered from those
+    positions instead of scanning all ``m^2`` entries (any superset of the non-zeros gives the
+    same matrix; a count of the non-zeros checks that it is one).
 
     Returns
     -------
@@ -74,9 +83,6 @@ def factor_symmetric_psd(
         return (lambda r: np.zeros_like(r)), "pseudo-inverse"
     idx = np.flatnonzero(live)
     s = 1.0 / np.sqrt(diag[idx])
-    Js = J[np.ix_(idx, idx)] if idx.size < n else J.copy()
-    Js *= s[:, None]
-    Js *= s[None, :]
     m = idx.size
 
     def lift(y: np.ndarray) -> np.ndarray:
@@ -84,13 +90,16 @@ def factor_symmetric_psd(
         x[idx] = y * s
         return x
 
-    if m >= SPARSE_MIN and np.count_nonzero(Js) <= SPARSE_DENSITY * m * m:
-        A = sp.csc_matrix(Js)
+    A = _sparse_scaled(J, idx, s, cache) if m >= SPARSE_MIN else None
+    if A is not None:
         A = A + SPARSE_RIDGE * sp.identity(m, format="csc")
         lu = spla.splu(
             A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
         )
         return (lambda r: lift(lu.solve(r[idx] * s))), "sparse-lu"
+    Js = J[np.ix_(idx, idx)] if idx.size < n else J.copy()
+    Js *= s[:, None]
+    Js *= s[None, :]
     try:
         with _blas(m):
             c, low = la.cho_factor(Js, lower=False, overwrite_a=True, check_finite=False)
@@ -107,6 +116,35 @@ def factor_symmetric_psd(
         keep = evals > rcond * max(evals.max(), 0.0)
         V, ev = evecs[:, keep], evals[keep]
         return (lambda r: lift(V @ ((V.T @ (r[idx] * s)) / ev))), "pseudo-inverse"
+
+
+def _sparse_scaled(J: np.ndarray, idx: np.ndarray, s: np.ndarray, cache: dict | None):
+    """``S J[idx, idx] S`` as CSC when ``J`` has few non-zeros, else None.
+
+    Rows outside ``idx`` (a zero diagonal: no free unit) are zero rows of the PSD ``J``.
+    """
+    m = idx.size
+    nnz = np.count_nonzero(J)
+    if nnz > SPARSE_DENSITY * m * m:
+        return None
+    rc = None if cache is None else cache.get(J.shape)
+    if rc is not None and rc[0].size >= nnz:
+        vals = J[rc]
+        if np.count_nonzero(vals) != nnz:
+            rc = None  # a non-zero outside the remembered pattern
+    if rc is None or rc[0].size < nnz:
+        rc = np.nonzero(J)
+        vals = J[rc]
+        if cache is not None:
+            cache.clear()
+            cache[J.shape] = rc
+    pos = np.full(J.shape[0], -1, dtype=np.int64)
+    pos[idx] = np.arange(m)
+    r, c = pos[rc[0]], pos[rc[1]]
+    ok = (r >= 0) & (c >= 0)
+    if not ok.all():
+        r, c, vals = r[ok], c[ok], vals[ok]
+    return sp.csc_matrix((vals * s[r] * s[c], (r, c)), shape=(m, m))
 
 
 def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.finfo(float).eps):

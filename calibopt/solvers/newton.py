@@ -123,6 +123,7 @@ class DualNewton:
         self._ref: np.ndarray | None = None
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []
+        self._pattern: dict = {}  # non-zeros of a sparse Newton matrix (linalg)
         self._mu = 0.0
         self.epsilon = 1e-10
         self.last: Evaluation | None = None
@@ -208,7 +209,7 @@ class DualNewton:
         def solve(r, mu):
             if mu == 0:
                 if not factored:
-                    factored.append(factor_symmetric_psd(J, strict=strict))
+                    factored.append(factor_symmetric_psd(J, strict=strict, cache=self._pattern))
                 apply, how = factored[0]
                 return apply(r), how
             Jm = J.copy()
