@@ -144,6 +144,6 @@ def dependent_rows(
             Cs[:, j] = lu.solve(np.ascontiguousarray(B[:, j]))
     else:
         A, B = Js[np.ix_(keep, keep)], Js[np.ix_(keep, dropped)]
-        Cs = la.solve(A, B, assume_a="pos", check_finite=False)
+        Cs = np.linalg.solve(A, B)
     C = s[keep][:, None] * Cs / np.where(s[dropped] > 0, s[dropped], 1.0)[None, :]
     return keep, dropped, C
