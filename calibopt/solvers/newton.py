@@ -26,7 +26,7 @@ interior-point solver.
 Every trial point costs one pass over X (:mod:`calibopt.solvers.evaluate`): the weights, the
 estimates, the dual's conjugate sum and, for the full Newton step that is usually accepted,
 the next Newton matrix, all in the same pass; a step predicted to be the last (``crit^2 <
-epsilon``, or any step of a quadratic distance) skips the matrix. The system is dense
+epsilon``, or the first step of a quadratic distance) skips the matrix. The system is dense
 ``p x p`` (Cholesky, pseudo-inverse when singular, or sparse LU when the matrix is large and
 sparse, as in local-area problems; :mod:`calibopt.solvers.linalg`) for up to ``dense_limit``
 targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
@@ -121,6 +121,7 @@ class DualNewton(NewtonSystem):
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []
         self._pattern: dict = {}  # non-zeros of a sparse Newton matrix (linalg)
+        self._iteration = 0
         self._mu = 0.0
         self.epsilon = 1e-10
         self.last: Evaluation | None = None
@@ -181,9 +182,11 @@ class DualNewton(NewtonSystem):
         # the next Newton matrix is formed in the trial pass unless this step should be the
         # last (quadratic convergence predicts crit^2; a quadratic distance is exact in one
         # step unless its set of units on bounds changes)
+        # (a quadratic distance that needed a second step has units crossing bounds: it is
+        # likely to need a third)
         speculate = (
             rows.size <= self.dense_limit
-            and not self.dist.quadratic
+            and (not self.dist.quadratic or self._iteration > 1)
             and crit * crit > self.epsilon
             and self.evaluator.fused() is not None
         )
@@ -313,6 +316,7 @@ class DualNewton(NewtonSystem):
                 converged, message = stop
                 break
             it += 1
+            self._iteration = it
             cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
             pdiag = None if slacks is None else slacks.curvature(lam)
             solve = self._system(
