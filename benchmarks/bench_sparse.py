@@ -4,8 +4,13 @@ Part ``frontier`` -- the largest blocks (records x targets, 1% tolerance, count 
 amount rows, g <= 20) the L0 MIP proves optimal within the time limit, with each modelling idea
 switched on in turn: the textbook model (one big-M for every record, no aggregation, no cuts,
 no warm start), + tightest big-M per record, + aggregation of identical records (symmetry),
-+ cardinality covers (valid inequalities), + warm start (the full default model). Also the same
-MIP through cvxpy against highspy directly.
++ cardinality covers (valid inequalities), + warm start, + support search (the warm start's
+support shrunk by drop / two-for-one moves, each checked by an LP: the full default). Also the
+same MIP through cvxpy against highspy directly.
+
+Part ``solvers`` -- the same model and start (defaults) solved by HiGHS, SCIP (cvxpy) and Gurobi
+(gurobipy; its pip licence: at most 2,000 variables and rows), same time limit, on 1,000 x 30 and
+1,000 x 50 (or ``--sizes``); a solver that is missing is skipped and said so.
 
 Part ``pareto`` -- a local-area-shaped problem (100 areas in 4 states x 1,000 households =
 100,000 columns; 316 targets: households, persons and income per area, state SNAP amount, SNAP
@@ -19,7 +24,8 @@ and the peers l0-python and microcalibrate when their virtual environments exist
 said so.
 
 Usage:
-  python benchmarks/bench_sparse.py [--part frontier|pareto|all] [--time-limit 60] [--quick]
+  python benchmarks/bench_sparse.py [--part frontier|solvers|pareto|all] [--time-limit 60] [--quick]
+      [--sizes 1000x30 1000x50] [--variants "+ warm start" "+ support search (default)"]
       [--peers all|none|l0-python,microcalibrate] [--peer-epochs 1000] [--workers 2]
 Long: run under ``flock /tmp/calibopt-heavy.lock``.
 """
@@ -52,7 +58,8 @@ VARIANTS = {
     "+ tightest big-M": dict(aggregate=False, cuts=False, warm_start=False),
     "+ identical-record classes": dict(cuts=False, warm_start=False),
     "+ cardinality covers": dict(warm_start=False),
-    "+ warm start (default)": dict(),
+    "+ warm start": dict(support_search=0),
+    "+ support search (default)": dict(),
 }
 
 
@@ -155,13 +162,17 @@ def warm_up() -> None:
     co.calibrate(p, method="gradient")
 
 
-def run_frontier(sizes: list[tuple[int, int]], time_limit: float, seeds: int) -> pd.DataFrame:
+def run_frontier(
+    sizes: list[tuple[int, int]], time_limit: float, seeds: int, variants: list[str] | None = None
+) -> pd.DataFrame:
     """Each size x model variant, with HiGHS random seeds 0..seeds-1 (MIP times vary with the
     search path): median seconds, how many runs proved optimality, best count and bound."""
     rows = []
     for n, m in sizes:
         p = block_problem(n, m)
         for label, opts in VARIANTS.items():
+            if variants and label not in variants:
+                continue
             runs = []
             for seed in range(seeds):
                 t0 = time.perf_counter()
@@ -231,6 +242,49 @@ def run_cvxpy_vs_direct(n: int, m: int, time_limit: float) -> pd.DataFrame:
             )
         )
     return pd.DataFrame(out)
+
+
+MIP_SOLVERS = {
+    "HiGHS (highspy)": "highs",
+    "SCIP (cvxpy)": "cvxpy:SCIP",
+    "Gurobi (cvxpy)": "cvxpy:GUROBI",
+}
+
+
+def run_solvers(sizes: list[tuple[int, int]], time_limit: float) -> pd.DataFrame:
+    """The same model (default options: warm start and support search included) solved by
+    HiGHS, SCIP (through cvxpy) and Gurobi (gurobipy directly: its pip licence is limited to
+    2,000 variables and rows); a solver not installed, or whose licence refuses the size, is
+    reported and skipped."""
+    import cvxpy as cp
+
+    have = set(cp.installed_solvers())
+    rows = []
+    for n, m in sizes:
+        p = block_problem(n, m)
+        for label, solver in MIP_SOLVERS.items():
+            if solver.upper().split(":")[-1] not in have | {"HIGHS"}:
+                print(f"{label}: not installed, skipped")
+                continue
+            t0 = time.perf_counter()
+            try:
+                r = co.calibrate(p, method="l0-mip", solver=solver, time_limit=time_limit, seed=0)
+            except co.CalibrationError as exc:
+                print(f"{label} on {n} x {m}: {type(exc).__name__}: {str(exc)[:160]}")
+                continue
+            bound = r.info["mip_bound"]
+            row = dict(
+                size=f"{n} x {m}",
+                solver=label,
+                seconds=time.perf_counter() - t0,
+                proven=r.info["proven_optimal"],
+                nnz=r.nnz,
+                bound=bound if np.isfinite(bound) else np.nan,
+                start_nnz=r.info.get("support_search_nnz", r.info["warm_start_nnz"]),
+            )
+            rows.append(row)
+            print(_fmt_row(row), flush=True)
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- part 2
@@ -429,13 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--part", choices=["frontier", "pareto", "all"], default="all")
+    ap.add_argument("--part", choices=["frontier", "solvers", "pareto", "all"], default="all")
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true", help="small sizes only")
     ap.add_argument("--peers", default="all")
     ap.add_argument("--peer-epochs", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=3, help="HiGHS seeds per frontier cell")
+    ap.add_argument("--sizes", nargs="+", help="frontier sizes, e.g. 1000x30 (default: all)")
+    ap.add_argument("--variants", nargs="+", help=f"frontier model variants: {list(VARIANTS)}")
     args = ap.parse_args(argv)
     warm_up()
     pd.set_option("display.width", 200)
@@ -447,12 +503,20 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick
             else [(200, 10), (1000, 10), (5000, 10), (1000, 20), (2000, 20), (1000, 30), (1000, 50)]
         )
+        if args.sizes:
+            sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
         print(f"## Exact-L0 frontier (1% bands, g <= 20, time limit {args.time_limit:g} s)\n")
-        table = run_frontier(sizes, args.time_limit, args.seeds)
+        table = run_frontier(sizes, args.time_limit, args.seeds, args.variants)
         print()
         print(markdown(table))
         print("\n## The same MIP through cvxpy vs highspy directly\n")
         print(markdown(run_cvxpy_vs_direct(1000, 10, args.time_limit)))
+    if args.part in ("solvers", "all"):
+        sizes = [(1000, 30), (1000, 50)]
+        if args.sizes:
+            sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+        print(f"\n## The same L0 MIP: HiGHS vs SCIP vs Gurobi (time limit {args.time_limit:g} s)\n")
+        print(markdown(run_solvers(sizes, args.time_limit)))
     if args.part in ("pareto", "all"):
         peers = (
             []

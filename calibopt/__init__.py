@@ -34,9 +34,11 @@ _LAZY = {
     "Distance": ("calibopt.solvers.distances", "Distance"),
     "check_weights": ("calibopt.fit", "check_weights"),
     "compare": ("calibopt.studies", "compare"),
+    "diagnose": ("calibopt.conflicts", "diagnose"),
     "method_table": ("calibopt.formulations", "method_table"),
     "methods": ("calibopt.formulations", "methods"),
     "problem_from_margins": ("calibopt.margins", "problem_from_margins"),
+    "reconcile": ("calibopt.conflicts", "reconcile"),
 }
 
 __all__ = [
@@ -56,9 +58,11 @@ __all__ = [
     "calibrate",
     "check_weights",
     "compare",
+    "diagnose",
     "method_table",
     "methods",
     "problem_from_margins",
+    "reconcile",
     "status",
 ]
 

@@ -30,6 +30,10 @@ class InfeasibleError(CalibrationError):
         Names of the targets involved in the infeasibility (may be empty).
     certificate
         Optional numeric evidence, e.g. a Farkas vector of multipliers over targets.
+    conflicts
+        Optional minimal conflicting sets (``calibopt.conflicts.ConflictSet``, from
+        :func:`calibopt.diagnose`): targets and bounds that cannot hold together, each
+        irreducible.
     """
 
     def __init__(
@@ -37,10 +41,12 @@ class InfeasibleError(CalibrationError):
         message: str,
         targets: Sequence[str] = (),
         certificate: object | None = None,
+        conflicts: Sequence[object] | None = None,
     ) -> None:
         super().__init__(message)
         self.targets = list(targets)
         self.certificate = certificate
+        self.conflicts = None if conflicts is None else list(conflicts)
 
 
 class SolverError(CalibrationError):

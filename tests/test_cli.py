@@ -306,11 +306,63 @@ def test_demo_output_is_ignored_by_git():
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
 
 
-def test_demo_compiles_kernels_before_timing_any_method(tmp_path):
-    # an empty numba cache: the kernels compile in a background process while NumPy versions
+def _extras_only_modules() -> set[str]:
+    """Import names of the packages that only the optional extras install (not the core
+    dependencies nor anything they pull in), as this environment maps them."""
+    import re
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, packages_distributions, requires
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def name(req: str) -> str:
+        return re.split(r"[\s\[<>=!~;(]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+    core, stack = set(), [name(r) for r in project["dependencies"]]
+    while stack:
+        dist = stack.pop()
+        if dist in core:
+            continue
+        core.add(dist)
+        try:
+            stack += [name(r) for r in (requires(dist) or []) if "extra ==" not in r]
+        except PackageNotFoundError:
+            pass
+    extras = {name(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    extras -= core
+    return {
+        module
+        for module, dists in packages_distributions().items()
+        if {d.lower().replace("_", "-") for d in dists} & extras
+    }
+
+
+def _without_extras(tmp_path: Path) -> Path:
+    """A folder whose sitecustomize makes the extras-only packages unimportable, as after a
+    plain ``pip install calibopt`` (README command 1)."""
+    blocked = sorted(_extras_only_modules())
+    assert {"torch", "matplotlib", "pytest"} <= set(blocked)
+    folder = tmp_path / "core-only"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"BLOCKED = {blocked!r}\n"
+        "class _Extras:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ModuleNotFoundError(f'{name} comes with an extra', name=name)\n"
+        "sys.meta_path.insert(0, _Extras())\n"
+    )
+    return folder
+
+
+def test_demo_needs_no_extra_and_compiles_kernels_before_timing_any_method(tmp_path):
+    # README command 1 installs the core only: the extras' packages are unimportable here.
+    # An empty numba cache: the kernels compile in a background process while NumPy versions
     # run (calibopt.solvers._kernel_cache), so no stage waits for a compiler; any compiling
     # in this process is said once, before the first stage
     env = dict(ENV, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env["PYTHONPATH"] = os.pathsep.join([str(_without_extras(tmp_path)), env["PYTHONPATH"]])
     done = subprocess.run(
         [sys.executable, "-m", "calibopt", "demo", "--out", str(tmp_path / "demo")],
         env=env,

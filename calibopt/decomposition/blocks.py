@@ -36,9 +36,18 @@ from ..formulations.support import calibrate_bands, support_problem
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
 from .executors import run_tasks
-from .plan import BlockPlan, block_shares, plan_blocks
+from .plan import BlockPlan, PerBlock, block_shares, per_block, plan_blocks
 
-__all__ = ["BlockOutcome", "BlockPlan", "block_row", "block_shares", "plan_blocks", "solve_blocks"]
+__all__ = [
+    "BlockOutcome",
+    "BlockPlan",
+    "PerBlock",
+    "block_row",
+    "block_shares",
+    "per_block",
+    "plan_blocks",
+    "solve_blocks",
+]
 
 
 @dataclass
@@ -163,10 +172,13 @@ def _continuous(
 def _tasks(problem, plan, shares, method, options) -> list:
     tasks = []
     for k in range(plan.n_blocks):
+        # options given with per_block(...) take this block's value (None: the default)
+        label = plan.labels[k]
+        mine = {o: v.get(label) if isinstance(v, PerBlock) else v for o, v in options.items()}
         rows = np.concatenate([plan.local[k], plan.touching[k]])
         if rows.size == 0:
             # a block no target touches: its records can only add non-zeros
-            tasks.append((k, None, method, options))
+            tasks.append((k, None, method, mine))
             continue
         values = problem.targets[rows].copy()
         if shares is not None and plan.touching[k].size:
@@ -175,7 +187,7 @@ def _tasks(problem, plan, shares, method, options) -> list:
         sub = problem.subproblem(
             units=plan.units[k], targets=rows[order], target_values=values[order]
         )
-        tasks.append((k, sub, method, options))
+        tasks.append((k, sub, method, mine))
     return tasks
 
 
@@ -228,7 +240,8 @@ def solve_blocks(
     labels
         One block label per record (e.g. the geography of each column).
     method, options
-        The method each block runs and its options (e.g. ``{"time_limit": 60}``).
+        The method each block runs and its options (e.g. ``{"time_limit": 60}``); a value
+        wrapped in :func:`per_block` differs by block.
     executor
         None (in process), ``"process"`` / int (process pool), a ``dask.distributed.Client``,
         ... (see :func:`calibopt.decomposition.executors.resolve_executor`).

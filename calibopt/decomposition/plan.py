@@ -15,7 +15,35 @@ import pandas as pd
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
 
-__all__ = ["BlockPlan", "block_shares", "plan_blocks"]
+__all__ = ["BlockPlan", "PerBlock", "block_shares", "per_block", "plan_blocks"]
+
+
+@dataclass(frozen=True)
+class PerBlock:
+    """An option value that differs by block (see :func:`per_block`)."""
+
+    values: dict[Any, Any]
+    default: Any = None
+
+    def get(self, label: Any) -> Any:
+        """The value of block ``label`` (the default when not listed)."""
+        return self.values.get(label, self.default)
+
+
+def per_block(values: Any, default: Any = None) -> PerBlock:
+    """A method option whose value depends on the block, for ``calibrate(..., blocks=)``.
+
+    >>> co.calibrate(p, "l0-mip", blocks=district, objective="error+count", lam=0,
+    ...              max_records=per_block({3701: 40, 3702: 25}, default=30))
+
+    ``values`` maps block labels to values (a dict or a pandas Series); blocks not listed
+    get ``default``.
+    """
+    if hasattr(values, "to_dict"):
+        values = values.to_dict()
+    if not isinstance(values, dict):
+        raise InvalidProblemError("per_block() needs a mapping from block label to value.")
+    return PerBlock(dict(values), default)
 
 
 @dataclass

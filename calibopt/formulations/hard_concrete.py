@@ -37,6 +37,19 @@ from .support import POLISH_METHODS, polish_support
 __all__: list[str] = []
 
 
+def _lambda_l0(value: Any, n_units: int) -> float | np.ndarray:
+    """A number, or one value per unit (adaptive sparsity), each >= 0."""
+    if np.ndim(value) == 0:
+        return number("lambda_l0", value, low=0.0)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (n_units,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InvalidProblemError(
+            f"`lambda_l0` must be a number >= 0 or {n_units} finite values >= 0 (one per "
+            f"unit), got shape {arr.shape}."
+        )
+    return arr
+
+
 def _settings(**o: Any) -> EngineSettings:
     lr = number("lr", o["lr"], low=0.0, strict=True)
     keep = number("init_keep_prob", o["init_keep_prob"], low=0.0, high=1.0, strict=True)
@@ -68,7 +81,7 @@ def _settings(**o: Any) -> EngineSettings:
         progress=o["progress"],
         callback=o["callback"],
         resume=bool(o["resume"]),
-        lambda_l0=number("lambda_l0", o["lambda_l0"], low=0.0),
+        lambda_l0=_lambda_l0(o["lambda_l0"], o["n_units"]),
         lambda_l2=number("lambda_l2", o["lambda_l2"], low=0.0),
         epochs=integer("epochs", o["epochs"], low=0),
         lr=lr,
@@ -108,13 +121,14 @@ def _polish(problem, w, out, free, gates, polish, repair):
     return w, report, message
 
 
-def _objective(problem: CalibrationProblem, w: np.ndarray, root, lam0: float, lam2: float) -> float:
-    """``sum_j omega_j (X_j w - b_j)^2 + lambda_l0 nnz(w) + lambda_l2 sum (w/d)^2``."""
+def _objective(problem: CalibrationProblem, w: np.ndarray, root, lam0: Any, lam2: float) -> float:
+    """``sum_j omega_j (X_j w - b_j)^2 + sum_i lambda_l0_i [w_i != 0] + lambda_l2 sum (w/d)^2``."""
     z = root * (problem.X @ w - problem.targets)
     d = problem.initial_weights
     pos = d > 0
     l2 = float(np.sum((w[pos] / d[pos]) ** 2))
-    return float(z @ z) + lam0 * np.count_nonzero(w) + lam2 * l2
+    l0 = float(np.sum(lam0[w != 0])) if np.ndim(lam0) else lam0 * np.count_nonzero(w)
+    return float(z @ z) + l0 + lam2 * l2
 
 
 @register_method(
@@ -135,7 +149,7 @@ def solve(
     problem: CalibrationProblem,
     *,
     solver: str | None = None,
-    lambda_l0: float = 1e-5,
+    lambda_l0: float | np.ndarray = 1e-5,
     lambda_l2: float = 0.0,
     epochs: int = 2000,
     lr: float = 0.1,
@@ -177,7 +191,9 @@ def solve(
         gate is open, weighed against that unit's share of the fit. The share shrinks as the
         units per target grow, so large problems need smaller values: 1e-4 keeps ~1-2% of a
         100,000-column, 328-target problem; 1e-6 keeps ~1-2% of the 5.2M-column country (see
-        ``formulations/hard-concrete.md``).
+        ``formulations/hard-concrete.md``). One value per unit (an array) prices units
+        differently, e.g. per area (adaptive sparsity:
+        :func:`calibopt.decomposition.adaptive.adaptive_sparsity` chooses them).
     lambda_l2
         Weight of ``sum_i (w_i / d_i)^2`` (discourages large weight ratios), ``>= 0``.
     epochs
@@ -239,7 +255,10 @@ def solve(
         raise InvalidProblemError(
             f"method 'hard-concrete' has one solver, 'torch'; got solver={solver!r}."
         )
-    opt = _settings(**{k: v for k, v in locals().items() if k not in ("problem", "solver", "t0")})
+    opt = _settings(
+        n_units=problem.n_units,
+        **{k: v for k, v in locals().items() if k not in ("problem", "solver", "t0")},
+    )
     from ..solvers.hard_concrete.backend import require_torch
 
     require_torch()  # a clear SolverError when torch is not installed

@@ -20,19 +20,30 @@ from ..errors import InfeasibleError, InvalidProblemError, SolverError
 from ..fit import check_weights
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
-from ..solvers.cvx import assemble, cvxpy_model
+from ..solvers.cvx import cvxpy_model
 from ..solvers.domain import sparse_domain
-from ..solvers.highs import HighsOutcome, highs_model, solve_highs
+from ..solvers.highs import highs_model, solve_highs
 from ..solvers.loss import DEFAULT_EPS
-from ..solvers.reweighted_l1 import reweighted_l1
 from ..validate import integer, number, optional_text
+from .l0_backends import run_cvxpy, run_gurobi
 from .l0_model import L0Model, build_l0_model
+from .l0_start import shrink_start
+from .l0_start import warm_start as _warm_start
 from .registry import register_method
-from .support import refit_iterates, refit_support
+from .support import refit_support
 
 __all__ = ["build", "solve"]
 
-_MODEL_OPTIONS = ("objective", "lam", "eps", "group_normalise", "big_m", "aggregate", "cuts")
+_MODEL_OPTIONS = (
+    "objective",
+    "lam",
+    "eps",
+    "group_normalise",
+    "big_m",
+    "aggregate",
+    "cuts",
+    "max_records",
+)
 
 
 def build(problem: CalibrationProblem, **options: Any) -> Any:
@@ -41,8 +52,9 @@ def build(problem: CalibrationProblem, **options: Any) -> Any:
     return cvxpy_model(model.lp)[0]
 
 
-def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose):
+def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbose, effort, extra):
     opts: dict[str, Any] = {"mip_rel_gap": float(mip_gap), "output_flag": bool(verbose)}
+    opts["mip_heuristic_effort"] = float(effort)
     # the count objective is integral: a gap below 1 proves optimality
     opts["mip_abs_gap"] = 1.0 - 1e-6 if model.objective == "count" else 1e-9
     opts["mip_feasibility_tolerance"] = 1e-9
@@ -55,78 +67,8 @@ def _highs_options(model, mip_gap, time_limit, node_limit, threads, seed, verbos
         opts["threads"] = int(threads)
     if seed is not None:
         opts["random_seed"] = int(seed)
+    opts.update(extra or {})
     return opts
-
-
-def _run_cvxpy(
-    model: L0Model, solver: str, start: np.ndarray | None, time_limit: float | None, verbose: bool
-) -> HighsOutcome:
-    import cvxpy as cp
-
-    name = solver.split(":", 1)[1] if solver.lower().startswith("cvxpy:") else solver
-    name = name.upper()
-    if name in ("", "CVXPY"):
-        name = "HIGHS"  # "cvxpy" alone: the same MIP through cvxpy, solved by HiGHS
-    prob, xc, xi, _ = cvxpy_model(model.lp)
-    if start is not None:
-        integer_cols = np.asarray(model.lp.integer, bool)
-        xc.value = start[~integer_cols]
-        if xi is not None:
-            xi.value = start[integer_cols]
-    kwargs: dict[str, Any] = {}
-    if time_limit is not None:
-        # each solver's own time-limit option through cvxpy
-        if name == "HIGHS":
-            kwargs["time_limit"] = float(time_limit)
-        elif name == "SCIP":
-            kwargs["scip_params"] = {"limits/time": float(time_limit)}
-        elif name == "GUROBI":
-            kwargs["TimeLimit"] = float(time_limit)
-    t0 = time.perf_counter()
-    try:
-        prob.solve(solver=name, verbose=verbose, warm_start=start is not None, **kwargs)
-    except cp.error.SolverError as exc:
-        raise SolverError(f"cvxpy solver {name} failed on the L0 MIP: {exc}") from exc
-    except (ValueError, KeyError) as exc:
-        raise SolverError(
-            f"cvxpy cannot solve the L0 MIP with {name!r} ({exc}); installed: "
-            f"{cp.installed_solvers()}."
-        ) from exc
-    seconds = time.perf_counter() - t0
-    x = assemble(model.lp, xc, xi)
-    st = prob.status
-    return HighsOutcome(
-        status=st,
-        optimal=st == cp.OPTIMAL,
-        infeasible=st in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE),
-        interrupted=False,
-        has_solution=x is not None,
-        x=x,
-        objective=float(prob.value) if x is not None else np.nan,
-        bound=float(prob.value) if st == cp.OPTIMAL else np.nan,
-        gap=0.0 if st == cp.OPTIMAL else np.inf,
-        nodes=-1,
-        iterations=0,
-        seconds=seconds,
-        extra={"cvxpy_solver": name, "compile_seconds": prob.compilation_time or 0.0},
-    )
-
-
-def _warm_start(problem, model, warm_start, warm_start_iter, refit) -> np.ndarray | None:
-    """Valid starting weights: an array given by the user, or reweighted-L1 re-fitted."""
-    if isinstance(warm_start, np.ndarray):
-        start_w = np.asarray(warm_start, dtype=np.float64)
-        if start_w.shape != (problem.n_units,):
-            raise InvalidProblemError(
-                f"`warm_start` has shape {start_w.shape}; give one weight per unit "
-                f"({problem.n_units})."
-            )
-        return start_w
-    if not warm_start or model.objective != "count":
-        return None
-    rl = reweighted_l1(problem, model.domain, max_iter=warm_start_iter)
-    fitted, _ = refit_iterates(problem, rl, refit or "linear", max_tries=2)
-    return fitted
 
 
 def _soft_objective(
@@ -191,6 +133,16 @@ def _message(out, label, proven, refit, soft, refit_note) -> str:
     return "; ".join(parts)
 
 
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise InvalidProblemError(
+            f"`{name}` must be a dict of option names to values, got {type(value).__name__}."
+        )
+    return dict(value)
+
+
 def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed):
     def maybe(fn, name, value, **kw):
         return None if value is None else fn(name, value, **kw)
@@ -210,7 +162,7 @@ def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, thre
     "l0-mip",
     aliases=("l0", "mip"),
     build=build,
-    solvers=("highs", "cvxpy:HIGHS", "cvxpy:SCIP"),
+    solvers=("highs", "gurobi", "cvxpy:HIGHS", "cvxpy:SCIP"),
     catalogue="l0-mip.md",
     summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS)",
     guarantee="optimal",
@@ -234,10 +186,14 @@ def solve(
     cuts: bool = True,
     warm_start: bool | np.ndarray = True,
     warm_start_iter: int = 5,
+    support_search: float = 10.0,
+    heuristic_effort: float = 0.05,
+    highs_options: dict[str, Any] | None = None,
     refit: str | None = "linear",
     threads: int | None = None,
     seed: int | None = None,
     verbose: bool = False,
+    max_records: int | None = None,
 ) -> CalibrationResult:
     """Exact L0 calibration: the fewest non-zero weights meeting every target band.
 
@@ -248,7 +204,9 @@ def solve(
         defines the bands ``|X_j w - b_j| <= tol_j |b_j|``.
     solver
         None or ``"highs"``: HiGHS through highspy, the model passed as sparse arrays
-        (fastest); ``"cvxpy:HIGHS"`` or another cvxpy MIP solver name: the same model via cvxpy.
+        (fastest); ``"gurobi"``: gurobipy directly (bounds kept as variable bounds, so 1,000
+        records fit its pip licence); ``"cvxpy:HIGHS"`` or another cvxpy MIP solver name: the
+        same model via cvxpy.
     time_limit
         Seconds for the whole call (per block with ``calibrate(..., blocks=)``); None for no
         limit. On the limit the best valid support found is returned with its MIP gap
@@ -272,9 +230,24 @@ def solve(
         an array of weights to start from.
     warm_start_iter
         Reweighted-L1 iterations of the warm start.
+    support_search
+        Seconds (at most a quarter of the time left) for a local search that shrinks the warm
+        start's support before the MIP: drop one record, or two for one, each move checked by an LP
+        (:func:`calibopt.solvers.support_search.shrink_support`); 0 switches it off.
+    heuristic_effort
+        HiGHS's ``mip_heuristic_effort`` (share of the work spent in primal heuristics).
+    highs_options
+        Further HiGHS options by name (e.g. ``{"mip_pscost_minreliable": 2}``), set after and
+        over calibopt's own; a name HiGHS does not know raises
+        :class:`~calibopt.errors.InvalidProblemError`.
     refit
         Re-fit the kept weights with this distance method (``"linear"``: closest to the
         design weights in chi-square with every band met), or None to keep the MIP's weights.
+    max_records
+        A record budget: at most this many non-zero weights (with ``"error+count"`` and
+        ``lam=0``: the least error with that many records). Per block with
+        ``calibrate(..., blocks=labels, max_records=per_block({...}))``
+        (:func:`calibopt.decomposition.per_block`).
     threads, seed, verbose
         HiGHS threads, random seed and log output. The seed changes the search path; with
         a time limit the nodes explored depend on wall time, so a run stopped by its time
@@ -285,6 +258,10 @@ def solve(
     time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed = _check_options(
         time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed
     )
+    support_search = number("support_search", support_search, low=0.0)
+    heuristic_effort = number("heuristic_effort", heuristic_effort, low=0.0, high=1.0)
+    if max_records is not None:
+        max_records = integer("max_records", max_records, low=0)
     soft = objective == "error+count"
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -298,20 +275,42 @@ def solve(
         aggregate=aggregate,
         cuts=cuts,
         domain=None if soft else sparse_domain(problem),
+        max_records=max_records,
     )
     timings["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     start_w = _warm_start(problem, model, warm_start, warm_start_iter, refit)
     timings["warm_start"] = time.perf_counter() - t0
+    warm_nnz = None if start_w is None else int(np.count_nonzero(start_w))
+    t0 = time.perf_counter()
+    search_seconds = support_search
+    if time_limit is not None:
+        search_seconds = min(search_seconds, 0.25 * (time_limit - (t0 - t_start)))
+    start_w, search_info = shrink_start(
+        problem, model, start_w, seconds=search_seconds, refit=refit, seed=seed or 0
+    )
+    timings["support_search"] = time.perf_counter() - t0
     start = None if start_w is None else model.start_from_weights(problem, start_w)
     remaining = None
     if time_limit is not None:
         remaining = max(1.0, time_limit - (time.perf_counter() - t_start))
     if solver is None or solver.lower() == "highs":
-        opts = _highs_options(model, mip_gap, remaining, node_limit, threads, seed, verbose)
+        opts = _highs_options(
+            model,
+            mip_gap,
+            remaining,
+            node_limit,
+            threads,
+            seed,
+            verbose,
+            heuristic_effort,
+            _mapping("highs_options", highs_options),
+        )
         out = solve_highs(highs_model(model.lp, options=opts), start=start)
+    elif solver.lower() == "gurobi":
+        out = run_gurobi(model, start, remaining, threads, seed, verbose)
     else:
-        out = _run_cvxpy(model, solver, start, remaining, verbose)
+        out = run_cvxpy(model, solver, start, remaining, verbose)
     timings["mip"] = out.seconds
     if out.infeasible:
         raise InfeasibleError(
@@ -321,6 +320,8 @@ def solve(
         )
     t0 = time.perf_counter()
     candidates, refit_note = _candidates(problem, model, out, start_w, refit, soft)
+    if max_records is not None:  # the warm start may exceed the budget
+        candidates = [c for c in candidates if np.count_nonzero(c[1]) <= max_records]
     timings["refit"] = time.perf_counter() - t0
     if not candidates:
         raise SolverError(
@@ -337,8 +338,9 @@ def solve(
         "mip_status": out.status,
         "mip_nodes": None if out.nodes < 0 else out.nodes,
         "mip_seconds": out.seconds,
-        "warm_start_nnz": None if start_w is None else int(np.count_nonzero(start_w)),
+        "warm_start_nnz": warm_nnz,
         "weights_from": label,
+        **search_info,
         "model": model.stats,
         "objective": objective,
         **out.extra,

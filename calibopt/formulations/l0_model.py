@@ -143,6 +143,7 @@ def _assemble(
     lam: float,
     omega: np.ndarray | None,
     covers: tuple[sp.csr_matrix, np.ndarray] | None,
+    max_records: int | None = None,
 ) -> tuple[LinearProgram, np.ndarray, int]:
     """The unscaled MIP: columns ``W, N (, s+, s-)``; rows bands, links, covers."""
     soft = omega is not None
@@ -186,6 +187,12 @@ def _assemble(
         rows.append(sp.hstack([sp.csc_matrix((need.size, C)), P], format="csc"))
         row_lower.append(need)
         row_upper.append(np.full(need.size, np.inf))
+    if max_records is not None:
+        # record budget: sum_c N_c <= max_records
+        budget = np.concatenate([np.zeros(C), np.ones(C), np.zeros(n_slack)])
+        rows.append(sp.csc_matrix(budget.reshape(1, -1)))
+        row_lower.append(np.array([-np.inf]))
+        row_upper.append(np.array([float(max_records)]))
     lp = LinearProgram(
         cost=cost,
         col_lower=col_lower,
@@ -239,6 +246,7 @@ def build_l0_model(
     aggregate: bool = True,
     cuts: bool = True,
     domain: SparseDomain | None = None,
+    max_records: int | None = None,
 ) -> L0Model:
     """Build the L0 MIP of ``problem`` (see the module docstring for the program).
 
@@ -262,6 +270,8 @@ def build_l0_model(
         Add the cardinality cover rows ``sum N_c >= k_j``.
     domain
         A precomputed :class:`SparseDomain` (count objective only).
+    max_records
+        A record budget: at most this many non-zero weights (one row ``sum_c N_c <= k``).
     """
     choice("objective", objective, OBJECTIVES)
     choice("big_m", big_m, BIG_M)
@@ -283,7 +293,7 @@ def build_l0_model(
         P, need, cover_bound = cover_rows(cl, domain)
         covers = (P, need) if cuts else None
     lp, has_lower_link, n_slack = _assemble(
-        cl, domain, big_m=big_m, lam=lam, omega=omega, covers=covers
+        cl, domain, big_m=big_m, lam=lam, omega=omega, covers=covers, max_records=max_records
     )
     lp, col_scale = _scale(lp, cl, domain, has_lower_link, soft)
     C = cl.reps.size

@@ -68,6 +68,8 @@ class CalibrationMatrix:
         bounds: tuple[Any, Any] | None = (0.0, None),
         ratio_bounds: tuple[Any, Any] | None = None,
         default_tolerance: float = 0.0,
+        consistency: Any = None,
+        consistency_tolerance: float = 0.0,
     ) -> CalibrationProblem:
         """The :class:`~calibopt.CalibrationProblem` of this matrix.
 
@@ -85,21 +87,54 @@ class CalibrationMatrix:
         default_tolerance
             Relative tolerance (a fraction, 0.01 = 1%) of targets whose ``tolerance`` is
             empty; the others keep their own, already a fraction.
+        consistency
+            Cross-area consistency (:mod:`calibopt.matrix.consistency`): each household's
+            weights across areas add up to its national weight -- ``True`` / ``"design"``
+            (the design weights), an array (household row order) or a Series by household id.
+            One row per household is appended (names ``consistency/<household id>``, group
+            ``"consistency"``): exact methods meet it as a constraint, penalty methods
+            (``hard-concrete``, ``gradient``) as a penalty. None (default): no such rows.
+        consistency_tolerance
+            Relative band of the consistency rows (0: exact; 0.05: within 5%).
         """
         if initial_weights is None:
             initial_weights = self.columns.design_weights(outside_share)
         tol = self.targets["tolerance"].to_numpy(dtype=float, na_value=np.nan)
         tol = np.where(np.isnan(tol), default_tolerance, tol)
+        X = self.X
+        b = self.targets["value"].to_numpy(dtype=float)
+        names = self.targets["name"].tolist()
+        groups = self.groups
+        if consistency is not None and consistency is not False:
+            from ..validate import number
+            from .consistency import CONSISTENCY_GROUP, consistency_rows, national_weights
+
+            band = number("consistency_tolerance", consistency_tolerance, low=0.0)
+            W = national_weights(self.columns, consistency)
+            H = self.columns.n_households
+            X = sp.vstack([X, consistency_rows(self.columns)], format="csr")
+            b = np.concatenate([b, W])
+            tol = np.concatenate([tol, np.full(H, band)])
+            names = names + [f"consistency/{i}" for i in self.columns.household_ids]
+            groups = np.concatenate([groups, np.full(H, CONSISTENCY_GROUP, dtype=object)])
         return CalibrationProblem(
-            self.X,
-            self.targets["value"].to_numpy(dtype=float),
+            X,
+            b,
             initial_weights=initial_weights,
             bounds=bounds,
             ratio_bounds=ratio_bounds,
             tolerance=tol,
-            target_names=self.targets["name"].tolist(),
-            groups=self.groups,
+            target_names=names,
+            groups=groups,
         )
+
+    def inconsistency(self, weights: Any, national: Any = True) -> dict[str, Any]:
+        """How far each household's area weights are from its national weight (the design
+        weight by default); see :func:`calibopt.matrix.consistency.inconsistency`. Weights of
+        a problem with consistency rows are the same vector (the rows add no unit)."""
+        from .consistency import inconsistency
+
+        return inconsistency(self.columns, weights, national)
 
     def tracer(self) -> Any:
         """A :class:`~calibopt.matrix.MatrixTracer` over this matrix."""

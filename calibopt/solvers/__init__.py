@@ -11,5 +11,8 @@
 * :mod:`.domain`, :mod:`.reweighted_l1` -- the sparse domain (semi-continuous bounds, implied
   bounds) and the reweighted-L1 LP iterations;
 * :mod:`.ipf`, :mod:`.loss` -- IPF sweeps, the relative target loss;
+* :mod:`.misfit`, :mod:`.iis`, :mod:`.reconcile` -- the least-misfit LP (sifting over the
+  weights), minimal conflicting sets (irreducible infeasible subsets) and the reconciliation
+  of totals to aggregation rules;
 * :mod:`.hard_concrete` -- the torch Hard-Concrete engine.
 """

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import SolverError
+from ..errors import InvalidProblemError, SolverError
 from .linear_program import LinearProgram
 
 __all__ = ["HighsOutcome", "highs_model", "new_highs", "solve_highs"]
@@ -93,7 +93,11 @@ def highs_model(lp: LinearProgram, *, options: dict[str, Any] | None = None) -> 
         ]
     h = new_highs()
     for key, value in (options or {}).items():
-        h.setOptionValue(key, value)
+        if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
+            raise InvalidProblemError(
+                f"HiGHS rejects the option {key}={value!r} (unknown name, wrong type or out of "
+                f"range); see the option list of the HiGHS documentation."
+            )
     status = h.passModel(model)
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned an error).")

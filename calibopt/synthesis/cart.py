@@ -6,7 +6,7 @@ weight) from the leaf the synthetic record falls in. Continuous positive values 
 smoothed on the log scale (a Gaussian kernel with a rule-of-thumb bandwidth), so no income
 is copied exactly; exact zeros stay zeros, so a variable's zero mass is kept.
 
-The trees are grown by scikit-learn (``calibopt[synthesis]``); a fitted model keeps only
+The trees are grown by scikit-learn (a core dependency); a fitted model keeps only
 plain arrays (children, split feature and threshold, the donors sorted by leaf), so leaves
 are found by a vectorised NumPy walk down the tree, saving needs no pickle, and generating
 needs no scikit-learn.
@@ -99,7 +99,7 @@ class CartModel:
             from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
         except ImportError:  # pragma: no cover - exercised only without the extra
             raise InvalidProblemError(
-                "model='cart' needs scikit-learn to fit: pip install 'calibopt[synthesis]' "
+                "model='cart' needs scikit-learn to fit: pip install scikit-learn "
                 "(or use model='copula')."
             ) from None
         arrays: dict[str, np.ndarray] = {}

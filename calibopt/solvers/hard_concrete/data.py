@@ -32,7 +32,7 @@ class EngineSettings:
     progress: bool | None
     callback: Callable[[dict[str, Any]], Any] | None
     resume: bool
-    lambda_l0: float
+    lambda_l0: float | np.ndarray  # one value, or one per unit of the problem
     lambda_l2: float
     epochs: int
     lr: float

@@ -40,6 +40,20 @@ class HardConcreteFit:
         return pd.DataFrame(self.history)
 
 
+def _l0_summary(lam: Any, digest: bool = False) -> Any:
+    """``lambda_l0`` for reports and fingerprints: the number, or a summary of per-unit
+    values (with a digest of them for fingerprints)."""
+    if np.ndim(lam) == 0:
+        return float(lam)
+    arr = np.asarray(lam, dtype=np.float64)
+    out: dict[str, Any] = {"per_unit": True, "min": float(arr.min()), "max": float(arr.max())}
+    if digest:
+        import hashlib
+
+        out["sha256"] = hashlib.sha256(arr.tobytes()).hexdigest()
+    return out
+
+
 def _stop_tolerance(problem: CalibrationProblem, s: EngineSettings) -> np.ndarray:
     if s.stop_tolerance is not None:
         return np.full(problem.n_targets, s.stop_tolerance)
@@ -56,7 +70,7 @@ def _fingerprint(host: HostData, spec: GateSpec, s: EngineSettings, dt: Any, log
             "beta": spec.beta,
             "gamma": spec.gamma,
             "zeta": spec.zeta,
-            "lambda_l0": s.lambda_l0,
+            "lambda_l0": _l0_summary(s.lambda_l0, digest=True),
             "lambda_l2": s.lambda_l2,
             "init_log_alpha": log_alpha0,
             "dtype": str(dt),
@@ -89,7 +103,7 @@ def fit_hard_concrete(problem: CalibrationProblem, s: EngineSettings) -> HardCon
             log_lower=host.log_lower,
             log_upper=host.log_upper,
             spec=spec,
-            lambda_l0=s.lambda_l0,
+            lambda_l0=s.lambda_l0[host.free] if np.ndim(s.lambda_l0) else s.lambda_l0,
             lambda_l2=s.lambda_l2,
             init_log_alpha=log_alpha0,
             dtype=dt,
@@ -131,7 +145,7 @@ def fit_hard_concrete(problem: CalibrationProblem, s: EngineSettings) -> HardCon
         "dtype": str(dt).replace("torch.", ""),
         "threads": used_threads if dev.type == "cpu" else None,
         "seed": s.seed,
-        "lambda_l0": s.lambda_l0,
+        "lambda_l0": _l0_summary(s.lambda_l0),
         "lambda_l2": s.lambda_l2,
         "gates": {"beta": spec.beta, "gamma": spec.gamma, "zeta": spec.zeta},
         "best": {k: v for k, v in out.best.items() if k != "epoch"},

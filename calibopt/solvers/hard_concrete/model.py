@@ -60,7 +60,8 @@ class HardConcreteModel:
     spec
         Gate parameters.
     lambda_l0, lambda_l2
-        Penalty weights (>= 0).
+        Penalty weights (>= 0). ``lambda_l0`` may also be one value per unit (adaptive
+        sparsity: a per-area price of keeping a unit).
     init_log_alpha
         Starting gate location of every unit.
     dtype, device
@@ -77,14 +78,17 @@ class HardConcreteModel:
         log_lower: np.ndarray | None,
         log_upper: np.ndarray | None,
         spec: GateSpec,
-        lambda_l0: float,
+        lambda_l0: float | np.ndarray,
         lambda_l2: float,
         init_log_alpha: float,
         dtype: Any,
         device: Any,
     ) -> None:
         self.spec = spec
-        self.lambda_l0 = float(lambda_l0)
+        # per-unit lambda_l0 (adaptive sparsity): self.lambda_l0 stays a float (the largest
+        # value, so "> 0" keeps its meaning) and _lambda_l0 holds one value per unit
+        per_unit = np.ndim(lambda_l0) > 0
+        self.lambda_l0 = float(np.max(lambda_l0)) if per_unit else float(lambda_l0)
         self.lambda_l2 = float(lambda_l2)
         self.dtype = dtype
         self.device = device
@@ -114,7 +118,12 @@ class HardConcreteModel:
         self._y = torch.empty(self.m, **kw)
         self._logit_eps = float(torch.finfo(dtype).eps)
         self._gamma = torch.tensor(spec.gamma, **kw)
-        self._lambda_l0 = torch.tensor(self.lambda_l0, **kw).expand(self.n)
+        self._lambda_l0 = (
+            torch.as_tensor(np.asarray(lambda_l0, dtype=np.float64), **kw)
+            if per_unit
+            else torch.tensor(self.lambda_l0, **kw).expand(self.n)
+        )
+        self._per_unit_l0 = per_unit
 
     # ------------------------------------------------------------------ parameters
     def parameters(self) -> list[torch.Tensor]:
@@ -221,7 +230,7 @@ class HardConcreteModel:
             "live": live,
             "expected_l0": self.expected_l0(),
             "l2": l2,
-            "objective": fit + self.lambda_l0 * live + self.lambda_l2 * l2,
+            "objective": fit + self._l0_price(w != 0) + self.lambda_l2 * l2,
             "max_rel_error": float(rel.max()),
             "mean_rel_error": float(rel.mean()),
         }
@@ -229,9 +238,16 @@ class HardConcreteModel:
             out["within_tolerance"] = bool((rel <= tolerance).all())
         return out
 
+    def _l0_price(self, kept: torch.Tensor) -> float:
+        """``lambda_l0 * sum(kept)``, or ``sum_i lambda_l0_i kept_i`` with per-unit values
+        (``kept``: live indicators or gate probabilities)."""
+        if self._per_unit_l0:
+            return float(torch.dot(self._lambda_l0, kept.to(self._lambda_l0.dtype)))
+        return self.lambda_l0 * float(kept.sum())
+
     def training_loss(self, fit: torch.Tensor) -> float:
         """The training objective for a sampled fit term (adds the expected penalties)."""
-        out = float(fit) + self.lambda_l0 * self.expected_l0()
+        out = float(fit) + self._l0_price(prob_nonzero(self.log_alpha, self.spec))
         if self.inv_d2 is not None:
             out += self.lambda_l2 * float((self._w * self._w * self.inv_d2).sum())
         return out
