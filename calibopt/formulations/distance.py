@@ -25,7 +25,8 @@ import numpy as np
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
 from ..result import CalibrationResult
-from ..solvers.active_set import newton_bands, newton_exact
+from ..solvers.active_set import newton_exact
+from ..solvers.bands import newton_bands
 from ..solvers.cvx import resolve_solver
 from ..solvers.distances import DISTANCES, Distance, get_distance
 from ..solvers.feasibility import check_target_ranges
@@ -80,11 +81,8 @@ def _run_newton(problem, prep, engine, *, epsilon, max_iter, penalty):
 def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_limit, fallback, t0):
     timings: dict[str, float] = {}
     if penalty is None:
+        # each target alone; all of them together (the phase-1 LP) only when Newton fails
         _check_ranges(problem, prep)
-        if np.any(problem.tolerance > 0):
-            # bands: certify infeasibility (or find that weights exist) before Newton; the
-            # phase-1 LP scales with the non-zeros and stops at the first proof either way
-            prep.certify(problem, stop_early=True)
     timings["checks"] = time.perf_counter() - t0
     engine = DualNewton(prep.Xc, prep.d, prep.glo, prep.ghi, prep.dist, dense_limit)
     out, lam, dropped, info = _run_newton(

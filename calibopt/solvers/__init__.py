@@ -1,8 +1,11 @@
 """Engines that know no method: each takes arrays or a problem and returns numbers.
 
-* :mod:`.newton`, :mod:`.active_set`, :mod:`.kernels`, :mod:`.distances` -- the dual Newton
-  method of the distance methods, its exact/band drivers, numba kernels, distance objects;
-* :mod:`.feasibility` -- range checks, redundant targets, LP infeasibility certificates;
+* :mod:`.newton`, :mod:`.newton_system`, :mod:`.active_set`, :mod:`.bands`, :mod:`.kernels`,
+  :mod:`.distances` -- the dual Newton method of the distance methods, its Newton system, its
+  drivers for exact targets and tolerance bands (an interior point with an exact finish), numba
+  kernels, distance objects;
+* :mod:`.feasibility`, :mod:`.dependence` -- range checks, redundant targets (block by block
+  for local-area problems), LP infeasibility certificates;
 * :mod:`.linear_program`, :mod:`.highs`, :mod:`.cvx` -- one (MI)LP data class and its HiGHS and
   cvxpy bridges (also the cvxpy solver names and settings);
 * :mod:`.domain`, :mod:`.reweighted_l1` -- the sparse domain (semi-continuous bounds, implied

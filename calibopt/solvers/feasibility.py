@@ -16,17 +16,23 @@ Three checks, from cheap to thorough:
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 
 from ..errors import InfeasibleError
+from .dependence import dependent_rows
 from .kernels import matvec, row_ranges
 from .phase_one import phase_one
 
 INFEASIBLE = 1e-9
 """A proven lower bound on the scaled shortfall above this means infeasible."""
 
-__all__ = ["check_target_ranges", "lp_certificate", "reduce_redundant_targets"]
+__all__ = [
+    "check_target_ranges",
+    "dependent_rows",
+    "inconsistent",
+    "lp_certificate",
+    "reduce_redundant_targets",
+]
 
 
 def _fmt(names: list[str], idx) -> str:
@@ -103,38 +109,21 @@ def reduce_redundant_targets(
     """Split targets into a linearly independent set and redundant ones.
 
     Dependence is judged on ``J = X diag(v) X'`` (``v > 0`` on the units that can move; see
-    :func:`calibopt.kernels.weighted_gram`) by a pivoted Cholesky factorisation (LAPACK
-    ``dpstrf``) of its Jacobi scaling, with pivots below ``rank_tol`` counted as zero. A
-    redundant target whose total disagrees with the combination of kept totals (beyond
-    ``rtol``) makes the problem infeasible.
+    :func:`calibopt.kernels.weighted_gram`) by :func:`dependent_rows`. A redundant target
+    whose total disagrees with the combination of kept totals (beyond ``rtol``) makes the
+    problem infeasible.
 
     Returns
     -------
     keep, dropped : ndarray of int
         Positions of the kept and the dropped targets.
     """
-    diag = np.diag(J).copy()
-    zero = diag <= 0
-    s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, diag)))
-    Js = J * s[:, None] * s[None, :]
-    Js[zero, zero] = 0.0
-    _, piv, rank, _ = lapack.dpstrf(Js, tol=rank_tol, lower=0)
-    order = piv - 1
-    keep = np.sort(order[:rank])
-    dropped = np.sort(order[rank:])
+    keep, dropped, C = dependent_rows(J, rank_tol)
     if dropped.size == 0:
         return keep, dropped
-    # express each dropped row as a combination of the kept rows: J_kd = J_kk C, solved in
-    # the Jacobi-scaled system (C = S_k Cs S_d^-1) to stay accurate across row scales
-    if keep.size:
-        Cs = np.linalg.solve(Js[np.ix_(keep, keep)], Js[np.ix_(keep, dropped)])
-        C = s[keep][:, None] * Cs / np.where(s[dropped] > 0, s[dropped], 1.0)[None, :]
-    else:
-        C = np.zeros((0, dropped.size))
-    implied = C.T @ T[keep] if keep.size else np.zeros(dropped.size)
-    scale = np.abs(T[dropped]) + (np.abs(C).T @ np.abs(T[keep]) if keep.size else 0.0) + 1.0
-    bad = np.abs(T[dropped] - implied) > rtol * scale
+    bad = inconsistent(C, T, keep, dropped, rtol)
     if bad.any():
+        implied = C.T @ T[keep]
         lines = []
         for k in np.flatnonzero(bad)[:6]:
             j = dropped[k]
@@ -163,6 +152,15 @@ def reduce_redundant_targets(
             targets=[names[j] for j in involved],
         )
     return keep, dropped
+
+
+def inconsistent(
+    C: np.ndarray, T: np.ndarray, keep: np.ndarray, dropped: np.ndarray, rtol: float = 1e-9
+) -> np.ndarray:
+    """Which dependent rows' totals differ from ``C' T_keep`` (beyond ``rtol``), as a mask."""
+    implied = C.T @ T[keep]
+    scale = np.abs(T[dropped]) + np.abs(C).T @ np.abs(T[keep]) + 1.0
+    return np.abs(T[dropped] - implied) > rtol * scale
 
 
 def lp_certificate(

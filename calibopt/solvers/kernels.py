@@ -74,7 +74,7 @@ def _columns(Xc: sp.csc_matrix) -> np.ndarray:
 def _gram_numpy(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     k = Xc.nnz // max(Xc.shape[1], 1)
     p = Xc.shape[0]
-    if Xc.shape[1] and np.array_equal(Xc.indptr, np.arange(Xc.shape[1] + 1) * k) and k <= 8:
+    if Xc.shape[1] and 1 <= k <= 8 and np.array_equal(Xc.indptr, np.arange(Xc.shape[1] + 1) * k):
         # k entries per unit (margins): the Gram is a bincount of the pairs of slots
         idx = Xc.indices.reshape(-1, k).astype(np.int64)
         val = Xc.data.reshape(-1, k)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
@@ -11,6 +14,7 @@ __all__ = [
     "SPARSE_DENSITY",
     "SPARSE_MIN",
     "SPARSE_RIDGE",
+    "factor_symmetric_psd",
     "matrix_free",
     "solve_symmetric_psd",
 ]
@@ -21,10 +25,33 @@ SPARSE_DENSITY = 0.05
 """Largest share of non-zeros for the sparse factorisation."""
 SPARSE_RIDGE = 1e-11
 """Ridge on the unit (Jacobi-scaled) diagonal of the sparse factorisation."""
+SERIAL_BLAS = 2_000
+"""Dense factorisations below this size run on one BLAS thread: on a shared or busy machine
+two threads wait for each other (a 600 x 600 Cholesky took 3 ms on one thread, up to 1 s on two
+under load), and the gain from a second thread is a millisecond."""
+
+_controller: list = []
 
 
-def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.finfo(float).eps):
-    """Solve ``J x = r`` for symmetric PSD ``J`` (the Newton system), Jacobi-scaled.
+def _blas(m: int):
+    """A context limiting BLAS to one thread for an ``m x m`` factorisation (else a no-op)."""
+    if m >= SERIAL_BLAS:
+        return contextlib.nullcontext()
+    if not _controller:
+        from threadpoolctl import ThreadpoolController
+
+        _controller.append(ThreadpoolController())
+    return _controller[0].limit(limits=1, user_api="blas")
+
+
+def factor_symmetric_psd(
+    J: np.ndarray,
+    rcond: float = 256 * np.finfo(float).eps,
+    *,
+    strict: bool = True,
+    cache: dict | None = None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """Factorise the symmetric PSD ``J`` (the Newton system) once, Jacobi-scaled.
 
     * Rows with a zero diagonal (targets with no free unit) get ``x_j = 0``.
     * Large and sparse ``J`` (local-area problems: district rows only meet their own state's
@@ -34,6 +61,94 @@ def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.fi
       minimum-norm one, and Newton's iterations remove the difference.
     * Otherwise dense Cholesky; when ``J`` is singular, the minimum-norm least-squares
       solution (eigenvalues below ``rcond * max eigenvalue`` dropped, like ``MASS::ginv``).
+      With ``strict=False`` a Cholesky factor with tiny pivots is kept (interior-point
+      systems, ill-conditioned by design, whose directions stay accurate).
+
+    ``cache`` (a dict kept by the caller across iterations) remembers the positions of the
+    non-zeros of a sparse ``J``, so later matrices with the same pattern are gathered from those
+    positions instead of scanning all ``m^2`` entries (any superset of the non-zeros gives the
+    same matrix; a count of the non-zeros checks that it is one).
+
+    Returns
+    -------
+    solve : callable
+        ``solve(r) -> x`` for right-hand sides of length ``J.shape[0]``.
+    how : str
+        ``"cholesky"``, ``"pseudo-inverse"`` or ``"sparse-lu"``.
+    """
+    diag = np.diag(J).copy()
+    live = diag > 0
+    n = J.shape[0]
+    if not live.any():
+        return (lambda r: np.zeros_like(r)), "pseudo-inverse"
+    idx = np.flatnonzero(live)
+    s = 1.0 / np.sqrt(diag[idx])
+    m = idx.size
+
+    def lift(y: np.ndarray) -> np.ndarray:
+        x = np.zeros(n)
+        x[idx] = y * s
+        return x
+
+    A = _sparse_scaled(J, idx, s, cache) if m >= SPARSE_MIN else None
+    if A is not None:
+        A = A + SPARSE_RIDGE * sp.identity(m, format="csc")
+        lu = spla.splu(
+            A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+        )
+        return (lambda r: lift(lu.solve(r[idx] * s))), "sparse-lu"
+    Js = J[np.ix_(idx, idx)] if idx.size < n else J.copy()
+    Js *= s[:, None]
+    Js *= s[None, :]
+    try:
+        with _blas(m):
+            c, low = la.cho_factor(Js, lower=False, overwrite_a=True, check_finite=False)
+        # reject numerically singular factors (tiny pivots relative to the unit diagonal)
+        if strict and np.min(np.abs(np.diag(c))) ** 2 < 1e3 * rcond:
+            raise la.LinAlgError("near singular")
+        return (lambda r: lift(la.cho_solve((c, low), r[idx] * s, check_finite=False))), (
+            "cholesky"
+        )
+    except la.LinAlgError:
+        Js = J[np.ix_(idx, idx)] * s[:, None] * s[None, :]
+        with _blas(m):
+            evals, evecs = la.eigh(Js, check_finite=False)
+        keep = evals > rcond * max(evals.max(), 0.0)
+        V, ev = evecs[:, keep], evals[keep]
+        return (lambda r: lift(V @ ((V.T @ (r[idx] * s)) / ev))), "pseudo-inverse"
+
+
+def _sparse_scaled(J: np.ndarray, idx: np.ndarray, s: np.ndarray, cache: dict | None):
+    """``S J[idx, idx] S`` as CSC when ``J`` has few non-zeros, else None.
+
+    Rows outside ``idx`` (a zero diagonal: no free unit) are zero rows of the PSD ``J``.
+    """
+    m = idx.size
+    nnz = np.count_nonzero(J)
+    if nnz > SPARSE_DENSITY * m * m:
+        return None
+    rc = None if cache is None else cache.get(J.shape)
+    if rc is not None and rc[0].size >= nnz:
+        vals = J[rc]
+        if np.count_nonzero(vals) != nnz:
+            rc = None  # a non-zero outside the remembered pattern
+    if rc is None or rc[0].size < nnz:
+        rc = np.nonzero(J)
+        vals = J[rc]
+        if cache is not None:
+            cache.clear()
+            cache[J.shape] = rc
+    pos = np.full(J.shape[0], -1, dtype=np.int64)
+    pos[idx] = np.arange(m)
+    r, c = pos[rc[0]], pos[rc[1]]
+    ok = (r >= 0) & (c >= 0)
+    if not ok.all():
+        r, c, vals = r[ok], c[ok], vals[ok]
+    return sp.csc_matrix((vals * s[r] * s[c], (r, c)), shape=(m, m))
+
+
+def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.finfo(float).eps):
+    """Solve ``J x = r`` for symmetric PSD ``J`` (:func:`factor_symmetric_psd` once).
 
     Returns
     -------
@@ -41,40 +156,8 @@ def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.fi
     how : str
         ``"cholesky"``, ``"pseudo-inverse"`` or ``"sparse-lu"``.
     """
-    diag = np.diag(J).copy()
-    live = diag > 0
-    x = np.zeros_like(r)
-    if not live.any():
-        return x, "pseudo-inverse"
-    idx = np.flatnonzero(live)
-    s = 1.0 / np.sqrt(diag[idx])
-    Js = J[np.ix_(idx, idx)] if idx.size < J.shape[0] else J.copy()
-    Js *= s[:, None]
-    Js *= s[None, :]
-    rs = r[idx] * s
-    m = idx.size
-    if m >= SPARSE_MIN and np.count_nonzero(Js) <= SPARSE_DENSITY * m * m:
-        A = sp.csc_matrix(Js)
-        A = A + SPARSE_RIDGE * sp.identity(m, format="csc")
-        lu = spla.splu(
-            A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
-        )
-        x[idx] = lu.solve(rs) * s
-        return x, "sparse-lu"
-    try:
-        c, low = la.cho_factor(Js, lower=False, check_finite=False)
-        # reject numerically singular factors (tiny pivots relative to the unit diagonal)
-        if np.min(np.abs(np.diag(c))) ** 2 < 1e3 * rcond:
-            raise la.LinAlgError("near singular")
-        y = la.cho_solve((c, low), rs, check_finite=False)
-        how = "cholesky"
-    except la.LinAlgError:
-        evals, evecs = la.eigh(Js, check_finite=False)
-        keep = evals > rcond * max(evals.max(), 0.0)
-        y = evecs[:, keep] @ ((evecs[:, keep].T @ rs) / evals[keep])
-        how = "pseudo-inverse"
-    x[idx] = y * s
-    return x, how
+    solve, how = factor_symmetric_psd(J, rcond)
+    return solve(r), how
 
 
 def matrix_free(Xc, v, rows, diag, pdiag, scale, cg_tol):

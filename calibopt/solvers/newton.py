@@ -26,7 +26,7 @@ interior-point solver.
 Every trial point costs one pass over X (:mod:`calibopt.solvers.evaluate`): the weights, the
 estimates, the dual's conjugate sum and, for the full Newton step that is usually accepted,
 the next Newton matrix, all in the same pass; a step predicted to be the last (``crit^2 <
-epsilon``, or any step of a quadratic distance) skips the matrix. The system is dense
+epsilon``, or the first step of a quadratic distance) skips the matrix. The system is dense
 ``p x p`` (Cholesky, pseudo-inverse when singular, or sparse LU when the matrix is large and
 sparse, as in local-area problems; :mod:`calibopt.solvers.linalg`) for up to ``dense_limit``
 targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
@@ -49,9 +49,10 @@ import scipy.sparse as sp
 
 from .distances import Distance
 from .evaluate import Evaluation, Evaluator
-from .kernels import weighted_row_abs, weighted_row_sq
-from .linalg import matrix_free, solve_symmetric_psd
+from .kernels import weighted_row_abs
+from .linalg import solve_symmetric_psd
 from .newton_parts import NewtonOutcome, Slacks
+from .newton_system import NewtonSystem
 
 __all__ = [
     "DENSE_LIMIT",
@@ -76,13 +77,9 @@ PRECISION_FLOOR = 1e-9
 """Below this scaled residual a step that cannot improve counts as converged (rounding)."""
 STALL_WINDOW = 8
 """Newton stops as stalled when the residual falls less than 2x over this many iterations."""
-LM_WEAK = 1e-10
-"""A row keeping less than this share of its unclipped curvature gets a Levenberg term."""
-LM_SCALE = 1e-3
-"""Size of that Levenberg term relative to the unclipped curvature (times the residual)."""
 
 
-class DualNewton:
+class DualNewton(NewtonSystem):
     """Newton's method on the dual of ``min sum d G(g)`` s.t. ``X (d g) = T``, ``lo <= g <= hi``.
 
     Parameters
@@ -123,6 +120,8 @@ class DualNewton:
         self._ref: np.ndarray | None = None
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []
+        self._pattern: dict = {}  # non-zeros of a sparse Newton matrix (linalg)
+        self._iteration = 0
         self._mu = 0.0
         self.epsilon = 1e-10
         self.last: Evaluation | None = None
@@ -138,95 +137,6 @@ class DualNewton:
             if slacks is not None:
                 val -= slacks.h(lam_r)
         return val if np.isfinite(val) else -np.inf
-
-    def reference_curvature(self) -> np.ndarray:
-        """``diag(X D X')``: each row's curvature with every unit free (computed once)."""
-        if self._ref is None:
-            self._ref = weighted_row_sq(self.Xc, self.d)
-        return self._ref
-
-    def set_reference_curvature(self, ref: np.ndarray) -> None:
-        """Give :meth:`reference_curvature` when the caller has it (``diag(X D X')``)."""
-        self._ref = ref
-
-    def _levenberg(self, rows, diagJ, crit) -> np.ndarray | None:
-        """``mu diag(X D X')_jj`` on rows left with little curvature (``LM_WEAK``).
-
-        ``mu = LM_SCALE * min(1, crit)``: enough to give a row whose units all sit on bounds a
-        finite step, small enough not to slow rows that keep a little curvature.
-        """
-        if (self.lo is None and self.hi is None) or self.dist.intrinsic_bounds:
-            return None
-        ref = self.reference_curvature()[rows]
-        weak = diagJ < LM_WEAK * ref
-        if not weak.any():
-            return None
-        return np.where(weak, LM_SCALE * min(1.0, crit) * ref, 0.0)
-
-    def _matrix(self, lam_full, slot, ev: Evaluation, J0, relax) -> np.ndarray:
-        """The Newton matrix on the evaluator's rows at ``ev`` (a buffer the caller may edit)."""
-        rows = self.evaluator.rows
-        if relax:
-            # units on a bound count with their unclipped curvature (see solve())
-            if ev.u is not None:
-                return self.evaluator.gram(ev.u, ev.g, relax=True)
-            return self.evaluator(lam_full, slot, gram=True, relax=True).J
-        if J0 is not None:
-            return J0[np.ix_(rows, rows)] if rows.size < J0.shape[0] else J0.copy()
-        if ev.J is None:
-            ev.J = (
-                self.evaluator.gram(ev.u, ev.g)
-                if ev.u is not None
-                else self.evaluator(lam_full, slot, gram=True).J
-            )
-        return ev.J
-
-    def _system(self, rows, lam_full, slot, ev, pdiag, cg_tol, J0, crit, relax=False):
-        """The Newton system at ``ev`` as ``solve(r, mu) -> (delta, how)``.
-
-        ``mu > 0`` adds the Levenberg-Marquardt term ``mu diag(J)`` (``diag(X D X')`` on rows
-        without curvature), which turns the step towards the scaled gradient as ``mu`` grows.
-        """
-        if rows.size > self.dense_limit:
-            ref = self.reference_curvature()[rows]
-            return self._cg_system(rows, ev, pdiag, cg_tol, crit, ref, relax)
-        J = self._matrix(lam_full, slot, ev, J0, relax)
-        lm = self._levenberg(rows, np.diag(J), crit)
-        if lm is not None:
-            J[np.diag_indices_from(J)] += lm
-        if pdiag is not None:
-            J[np.diag_indices_from(J)] += pdiag
-        base = np.diag(J).copy()
-        scale = base
-        if not np.all(base > 0):
-            scale = np.where(base > 0, base, self.reference_curvature()[rows])
-
-        def solve(r, mu):
-            if mu == 0:
-                return solve_symmetric_psd(J, r)
-            Jm = J.copy()
-            Jm[np.diag_indices_from(Jm)] += mu * scale
-            return solve_symmetric_psd(Jm, r)
-
-        return solve
-
-    def _cg_system(self, rows, ev, pdiag, cg_tol, crit, ref, relax):
-        """Matrix-free CG on ``(J + mu diag) delta = r`` with a Jacobi preconditioner."""
-        v = np.empty(self.Xc.shape[1])
-        with np.errstate(over="ignore", invalid="ignore"):
-            if relax:
-                self.dist._dF(ev.u, ev.g, self.lo, self.hi, v)
-            else:
-                self.dist.dF(ev.u, ev.g, self.lo, self.hi, out=v)
-        np.multiply(v, self.d, out=v)
-        diag = weighted_row_sq(self.Xc, v)[rows]
-        lm = self._levenberg(rows, diag, crit)
-        if lm is not None:
-            pdiag = lm if pdiag is None else pdiag + lm
-        if pdiag is not None:
-            diag = diag + pdiag
-        scale = np.where(diag > 0, diag, ref)
-        return matrix_free(self.Xc, v, rows, diag, pdiag, scale, cg_tol)
 
     # ------------------------------------------------------------------ driver
     def row_scale(self, T: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -272,9 +182,11 @@ class DualNewton:
         # the next Newton matrix is formed in the trial pass unless this step should be the
         # last (quadratic convergence predicts crit^2; a quadratic distance is exact in one
         # step unless its set of units on bounds changes)
+        # (a quadratic distance that needed a second step has units crossing bounds: it is
+        # likely to need a third)
         speculate = (
             rows.size <= self.dense_limit
-            and not self.dist.quadratic
+            and (not self.dist.quadratic or self._iteration > 1)
             and crit * crit > self.epsilon
             and self.evaluator.fused() is not None
         )
@@ -335,6 +247,7 @@ class DualNewton:
         slacks: Slacks | None = None,
         J0: np.ndarray | None = None,
         callback: Callable[[int, float], None] | None = None,
+        lam_fixed: np.ndarray | None = None,
     ) -> NewtonOutcome:
         """Run Newton until ``max_j |r_j| / s_j < epsilon`` (``s_j`` from :meth:`row_scale`).
 
@@ -343,7 +256,8 @@ class DualNewton:
         T
             Target totals for ``rows``.
         rows
-            Rows of X that are constraints (default all); the others get ``lambda = 0``.
+            Rows of X that are constraints (default all); the others get ``lambda = 0`` (or
+            ``lam_fixed``).
         lam0
             Starting multipliers for ``rows`` (default 0).
         slacks
@@ -352,6 +266,8 @@ class DualNewton:
             The Newton matrix at ``lam0`` if the caller already has it (saves one Gram).
         callback
             Called as ``callback(iteration, criterion)``.
+        lam_fixed
+            Multipliers of the rows outside ``rows``, held fixed (one per row of X; default 0).
 
         Returns
         -------
@@ -364,7 +280,7 @@ class DualNewton:
         rows = np.arange(p) if rows is None else np.asarray(rows)
         self.evaluator.set_rows(rows)
         self.evaluator.composed = rows.size > self.dense_limit
-        lam_full = np.zeros(p)
+        lam_full = np.zeros(p) if lam_fixed is None else np.array(lam_fixed, dtype=np.float64)
         if lam0 is not None:
             lam_full[rows] = lam0
         lam = lam_full[rows].copy()
@@ -400,6 +316,7 @@ class DualNewton:
                 converged, message = stop
                 break
             it += 1
+            self._iteration = it
             cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
             pdiag = None if slacks is None else slacks.curvature(lam)
             solve = self._system(
