@@ -41,7 +41,7 @@ import calibopt as co
 
 HERE = Path(__file__).resolve().parent
 LEVELS = (5, 10, 50, 4)
-VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", Path(__file__).resolve().parent / "_venvs"))
+VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", HERE / "_venvs"))
 PY_PEERS = {"samplics": "samplics", "balance": "balance", "ipfn": "ipfn", "weightipy": "ipfn"}
 R_TOOLS = ("survey", "survey_sparse", "rake", "sampling")
 

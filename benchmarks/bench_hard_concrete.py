@@ -25,6 +25,14 @@ Usage::
     python benchmarks/bench_hard_concrete.py [--epochs 1000] [--peer-epochs 5]
         [--peers all|none|l0-python,microcalibrate] [--skip-country] [--skip-100k]
         [--threads N] [--lambda-l0 1e-6] [--lr 0.2] [--lambda-l0-100k 1e-4] [--lr-100k 0.1]
+        [--device cpu|cuda] [--dtype float32|float64]
+
+On a GPU, the one prepared command (no peers: they run on the CPU) is::
+
+    python benchmarks/bench_hard_concrete.py --device cuda --peers none --skip-100k
+
+which reports seconds per epoch against the bound at the *device's* copy bandwidth (a torch
+copy on the GPU, synchronised), for the README's table.
 
 Each measured run is a child process (peak memory is per process); wrap the whole command in
 ``flock /tmp/calibopt-heavy.lock`` on a shared machine. Takes ~15 minutes on 2 cores.
@@ -45,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", Path(__file__).resolve().parent / "_venvs"))
+VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", HERE / "_venvs"))
 PEERS = ("l0-python", "microcalibrate")
 GIB = 2**30
 
@@ -67,15 +75,23 @@ def build_problem(which: str):
     return p, time.perf_counter() - t0
 
 
-def copy_bandwidth(torch, n_bytes: int = 2 * GIB // 5) -> float:
-    """Bytes read + written per second by a large torch copy (best of 5)."""
-    a = torch.empty(n_bytes // 4, dtype=torch.float32).uniform_()
+def copy_bandwidth(torch, n_bytes: int = 2 * GIB // 5, device: str = "cpu") -> float:
+    """Bytes read + written per second by a large torch copy on ``device`` (best of 5)."""
+    dev = torch.device(device)
+    a = torch.empty(n_bytes // 4, dtype=torch.float32, device=dev).uniform_()
     b = torch.empty_like(a)
     b.copy_(a)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     best = np.inf
     for _ in range(5):
+        sync()
         t = time.perf_counter()
         b.copy_(a)
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * a.numel() * 4 / best
 
@@ -98,9 +114,12 @@ def child_ours(args) -> dict:
         torch.set_num_threads(args.threads)
     p, t_build = build_problem(args.problem)
     out: dict = {"build_seconds": t_build, "shape": list(p.X.shape), "nnz": int(p.X.nnz)}
-    bw = copy_bandwidth(torch)
+    bw = copy_bandwidth(torch, device=args.device)
     out["copy_bandwidth"] = bw
-    out["bound_seconds"] = epoch_bytes(*p.X.shape, p.X.nnz, 4) / bw
+    itemsize = 8 if args.dtype == "float64" else 4
+    out["bound_seconds"] = epoch_bytes(*p.X.shape, p.X.nnz, itemsize) / bw
+    out["device"] = args.device
+    out["dtype"] = args.dtype
     print("PARTIAL " + json.dumps(out), flush=True)
     t = time.perf_counter()
 
@@ -120,6 +139,8 @@ def child_ours(args) -> dict:
         progress=False,
         threads=args.threads or None,
         callback=report,
+        device=args.device,
+        dtype=args.dtype,
     )
     out["wall_seconds"] = time.perf_counter() - t
     hc = r.info["hard_concrete"]
@@ -250,7 +271,8 @@ def report_country(ours: dict, peers: list[dict]) -> None:
         f"(matrix built in {ours['build_seconds']:.1f} s)"
     )
     print(
-        f"copy bandwidth {ours['copy_bandwidth'] / 1e9:.1f} GB/s (read + write); "
+        f"device {ours.get('device', 'cpu')} ({ours.get('dtype', 'float32')}): copy bandwidth "
+        f"{ours['copy_bandwidth'] / 1e9:.1f} GB/s (read + write); "
         f"epoch bound {1e3 * ours['bound_seconds']:.0f} ms; {ours['threads']} CPU threads\n"
     )
     print("| tool | s / epoch | x bound | x calibopt | peak memory | notes |")
@@ -332,6 +354,10 @@ def _options(args) -> list[str]:
         str(args.lr),
         "--threads",
         str(args.threads),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
     ]
 
 
@@ -348,6 +374,10 @@ def main() -> None:
     ap.add_argument("--lambda-l0-100k", type=float, default=1e-4)
     ap.add_argument("--lr-100k", type=float, default=0.1)
     ap.add_argument("--timeout", type=int, default=2400, help="seconds per child run")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:k]: the device of calibopt's run and bound"
+    )
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--child", default=None)
     ap.add_argument("--problem", default="country")
     args = ap.parse_args()

@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Distance": ("calibopt.solvers.distances", "Distance"),
     "check_weights": ("calibopt.fit", "check_weights"),
-    "compare": ("calibopt.compare", "compare"),
+    "compare": ("calibopt.studies", "compare"),
     "method_table": ("calibopt.formulations", "method_table"),
     "methods": ("calibopt.formulations", "methods"),
     "problem_from_margins": ("calibopt.margins", "problem_from_margins"),

@@ -143,7 +143,7 @@ def check_weights(
     w = np.asarray(weights, dtype=np.float64)
     finite = np.isfinite(w)
     w_eval = np.where(finite, w, 0.0)
-    est = problem.X @ w_eval
+    est = problem.estimates(w_eval)  # in the matrix's own format: no CSR copy of a CSC input
     b = problem.targets
     err = est - b
     scale = target_scale(problem, w_eval)

@@ -27,6 +27,7 @@ from ..allocation import (
 )
 from ..allocation.statute import GRANT_TYPES
 from ..errors import InvalidProblemError
+from ._json import add_json_argument, emit
 from ._tables import read_table, write_table
 
 __all__ = ["register"]
@@ -86,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         diag = result.diagnostics
         print(diag.to_string(index=False), file=sys.stderr)
+    if args.json:
+        emit(dict(output=args.output, diagnostics=result.diagnostics))
     return 0
 
 
@@ -142,4 +145,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--z", type=float, default=1.645, help="confidence bound width (default 1.645)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the diagnostics")
+    add_json_argument(p)
     p.set_defaults(func=_run)

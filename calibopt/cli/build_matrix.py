@@ -24,7 +24,8 @@ import scipy.sparse as sp
 from ..datasets.rules import GeographyRules
 from ..errors import InvalidProblemError
 from ..files import atomic_output
-from ..matrix import MatrixBuilder
+from ..matrix import CalibrationMatrix, MatrixBuilder
+from ._json import add_json_argument, emit, human_output
 from ._parsers import add_command
 from .targets import add_filter_arguments, filter_from_args
 
@@ -64,6 +65,25 @@ def _geographies(text: str | None) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with human_output(args):
+        matrix = _build(args)
+    if args.json:
+        emit(
+            dict(
+                out=args.out,
+                targets=matrix.X.shape[0],
+                columns=matrix.X.shape[1],
+                nnz=matrix.X.nnz,
+                timings=matrix.info["timings"],
+                npz=args.npz,
+                totals=args.totals,
+                initial_weights=args.initial_weights,
+            )
+        )
+    return 0
+
+
+def _build(args: argparse.Namespace) -> CalibrationMatrix:
     builder = MatrixBuilder(
         args.db,
         args.data,
@@ -94,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         frame = pd.DataFrame({"column": np.arange(d.size), "weight": d})
         with atomic_output(args.initial_weights, overwrite=args.overwrite) as tmp:
             frame.to_csv(tmp, index=False)
-    return 0
+    return matrix
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,4 +146,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--structure", action="store_true", help="print the matrix structure")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_json_argument(p)
     p.set_defaults(func=_run)

@@ -30,18 +30,26 @@ from ..errors import InvalidProblemError
 from ..formulations import methods
 from ..margins import problem_from_margins
 from ..problem import CalibrationProblem
+from ._json import add_json_argument, emit, human_output
 from ._parsers import add_command
 from ._tables import read_table, write_table
 
 __all__ = ["register"]
 
 
-def _pair(values: list[str] | None) -> tuple[float | None, float | None] | None:
+def _pair(values: list[str] | None, name: str) -> tuple[float | None, float | None] | None:
+    """``--bounds LOWER UPPER`` as a pair; ``none`` (or ``inf``) means no bound on that side."""
     if values is None:
         return None
     out = []
     for v in values:
-        out.append(None if v.lower() in ("none", "inf", "-inf", "") else float(v))
+        if v.lower() in ("none", "inf", "-inf", "+inf", ""):
+            out.append(None)
+            continue
+        try:
+            out.append(float(v))
+        except ValueError:
+            raise InvalidProblemError(f"{name} takes two numbers or 'none', got {v!r}.") from None
     return out[0], out[1]
 
 
@@ -63,11 +71,10 @@ def _check_one_input_kind(args: argparse.Namespace) -> None:
 
 
 def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np.ndarray]:
-    options = dict(
-        bounds=_pair(args.bounds),
-        ratio_bounds=_pair(args.ratio_bounds),
-        tolerance=args.tolerance,
-    )
+    options: dict = dict(ratio_bounds=_pair(args.ratio_bounds, "--ratio-bounds"))
+    if args.bounds is not None:  # without --bounds: the default, non-negative weights
+        options["bounds"] = _pair(args.bounds, "--bounds")
+    options["tolerance"] = args.tolerance
     _check_one_input_kind(args)
     if args.data is not None:
         if args.margins is None:
@@ -107,6 +114,32 @@ def _problem_from_args(args: argparse.Namespace) -> tuple[CalibrationProblem, np
 
 
 def _run(args: argparse.Namespace) -> int:
+    with human_output(args):
+        code, result, written = _calibrate(args)
+    if args.json:
+        emit(
+            dict(
+                status=result.status,
+                success=result.success,
+                method=result.method,
+                solver=result.solver,
+                iterations=result.iterations,
+                wall_time=result.wall_time,
+                objective=result.objective,
+                max_rel_error=result.max_rel_error,
+                mean_rel_error=result.mean_rel_error,
+                nnz=result.nnz,
+                g_min=float(result.g.min()),
+                g_max=float(result.g.max()),
+                message=result.message,
+                weights_file=written,
+                diagnostics=result.diagnostics,
+            )
+        )
+    return code
+
+
+def _calibrate(args: argparse.Namespace) -> tuple[int, object, str | None]:
     out = Path(args.out)
     for path in (out, Path(args.diagnostics) if args.diagnostics else None):
         if path is not None and path.exists() and not args.overwrite:
@@ -127,12 +160,12 @@ def _run(args: argparse.Namespace) -> int:
             f"written (pass --write-unsuccessful to write them anyway).",
             file=sys.stderr,
         )
-        return 3
+        return 3, result, None
     table = pd.DataFrame({"unit": ids, "weight": result.weights, "g": result.g})
     write_table(table, out, overwrite=args.overwrite)
     note = "" if result.success else f" (status {result.status!r}: not a success)"
     print(f"weights written to {out}{note}")
-    return 0 if result.success else 3
+    return (0 if result.success else 3), result, str(out)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -155,7 +188,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--initial-weights", help="file whose last column holds the design weights")
     p.add_argument("--method", default="raking", help=f"one of {', '.join(methods())}")
     p.add_argument("--solver", default=None, help="'newton' (default) or a cvxpy solver name")
-    p.add_argument("--bounds", nargs=2, metavar=("LOWER", "UPPER"), help="bounds on w")
+    p.add_argument(
+        "--bounds",
+        nargs=2,
+        metavar=("LOWER", "UPPER"),
+        help="bounds on w (default 0 none: non-negative weights; 'none none' removes them)",
+    )
     p.add_argument("--ratio-bounds", nargs=2, metavar=("L", "U"), help="bounds on g = w/d")
     p.add_argument("--tolerance", type=float, default=0.0, help="relative tolerance per target")
     p.add_argument("--penalty", type=float, default=None, help="soft targets with this weight")
@@ -167,4 +205,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write the weights even when the result is not a success (exit status 3)",
     )
+    add_json_argument(p)
     p.set_defaults(func=_run)

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InvalidProblemError
 from ..matrix.columns import ColumnMap
+from ._json import add_json_argument, emit, human_output
 from ._parsers import add_command
 from ._tables import read_table
 from .build_matrix import load_rules
@@ -154,6 +155,14 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with human_output(args):
+        code, payload = _stack(args)
+    if args.json:
+        emit(payload)
+    return code
+
+
+def _stack(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     from ..stacking import stack, verify
 
     inputs = _inputs(args)
@@ -182,6 +191,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(stacked.summary())
     print(f"stacked in {stacked.info['timings']['total']:.2f} s (before writing)")
+    payload: dict[str, Any] = dict(
+        out=args.out, summary=stacked.summary(), timings=stacked.info["timings"], verified=None
+    )
     if inputs["matrix"] is not None:
         check = verify(stacked, inputs["matrix"], inputs["weights"])
         worst = float(check["rel_error"].abs().max())
@@ -189,10 +201,11 @@ def _run(args: argparse.Namespace) -> int:
             f"verified {len(check):,} targets against X @ w: max |file - X@w| = "
             f"{float(check['error'].abs().max()):.3g}, max relative error {worst:.3g}"
         )
+        payload["verified"] = dict(targets=len(check), max_rel_error=worst)
         if worst > 1e-9:
             print(check.loc[check["rel_error"].abs() > 1e-9].head(20).to_string(index=False))
-            return 3
-    return 0
+            return 3, payload
+    return 0, payload
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -230,4 +243,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     out.add_argument("--verify", action="store_true", help="check file totals against X @ w")
     out.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_json_argument(p)
     p.set_defaults(func=_run)

@@ -20,10 +20,14 @@ database file behind.
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
 from ..targets import TargetFilter, TargetsDatabase
+from ._json import add_json_argument, emit, human_output
 from ._parsers import add_command
 
 __all__ = ["add_filter_arguments", "filter_from_args", "register"]
@@ -53,37 +57,55 @@ def filter_from_args(args: argparse.Namespace) -> TargetFilter:
     )
 
 
-def _load(args: argparse.Namespace) -> int:
+def _json_action(action: Callable[[argparse.Namespace], dict[str, Any]]) -> Callable:
+    """An action that returns its result as a dict: printed as JSON with ``--json``."""
+
+    @functools.wraps(action)
+    def run(args: argparse.Namespace) -> int:
+        with human_output(args):
+            payload = action(args)
+        if args.json:
+            emit(payload)
+        return 0
+
+    return run
+
+
+@_json_action
+def _load(args: argparse.Namespace) -> dict[str, Any]:
     with TargetsDatabase.create(args.db) as db:
         n = db.load_csv(args.csv, replace=args.replace)
     print(f"loaded {n:,} target(s) from {args.csv} into {args.db}")
-    return 0
+    return dict(loaded=n, csv=args.csv, db=args.db)
 
 
-def _export(args: argparse.Namespace) -> int:
+@_json_action
+def _export(args: argparse.Namespace) -> dict[str, Any]:
     with TargetsDatabase(args.db) as db:
         n = db.to_csv(args.out, filter=filter_from_args(args), overwrite=args.overwrite)
     print(f"wrote {n:,} target(s) to {args.out}")
-    return 0
+    return dict(written=n, out=args.out, db=args.db)
 
 
-def _overview(args: argparse.Namespace) -> int:
+@_json_action
+def _overview(args: argparse.Namespace) -> dict[str, Any]:
     with TargetsDatabase(args.db) as db:
         table = db.summary()
         up = db.uprating()
     if table.empty:
         print(f"{args.db}: no targets")
-        return 0
+        return dict(db=args.db, targets=table, uprating=up)
     with pd.option_context("display.width", 160, "display.max_rows", 500):
         print(table.to_string(index=False))
     print(f"\n{int(table['n_targets'].sum()):,} target(s)")
     if len(up):
         print(f"{len(up)} uprating factor(s):")
         print(up.to_string(index=False))
-    return 0
+    return dict(db=args.db, targets=table, uprating=up)
 
 
-def _synthetic(args: argparse.Namespace) -> int:
+@_json_action
+def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     from ..datasets import synthetic_country
 
     country = synthetic_country(args.size, seed=args.seed, noise=args.noise, period=args.period)
@@ -93,14 +115,20 @@ def _synthetic(args: argparse.Namespace) -> int:
     if args.dataset:
         country.dataset.to_hdf5(args.dataset, layout=args.layout, overwrite=args.overwrite)
         print(f"wrote the unit data ({args.layout} layout) to {args.dataset}")
-    return 0
+    return dict(db=args.db, targets=n, dataset=args.dataset, country=str(country))
 
 
-def _uprate(args: argparse.Namespace) -> int:
+@_json_action
+def _uprate(args: argparse.Namespace) -> dict[str, Any]:
     with TargetsDatabase.create(args.db) as db:
         db.add_uprating(args.variable, args.from_period, args.to_period, args.factor)
     print(f"{args.variable}: {args.from_period} -> {args.to_period} x {args.factor:g}")
-    return 0
+    return dict(
+        variable=args.variable,
+        from_period=args.from_period,
+        to_period=args.to_period,
+        factor=args.factor,
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("csv", help="targets CSV")
     q.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
     q.add_argument("--replace", action="store_true", help="replace targets that exist")
+    add_json_argument(q)
     q.set_defaults(func=_load)
 
     q = tsub.add_parser("export", help="write targets (with constraints) to CSV")
@@ -119,10 +148,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="output CSV")
     q.add_argument("--overwrite", action="store_true")
     add_filter_arguments(q)
+    add_json_argument(q)
     q.set_defaults(func=_export)
 
     q = tsub.add_parser("overview", help="count targets by level, variable and domain")
     q.add_argument("--db", required=True)
+    add_json_argument(q)
     q.set_defaults(func=_overview)
 
     q = tsub.add_parser("synthetic", help="write the synthetic country's targets (and data)")
@@ -134,6 +165,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dataset", help="also write the unit data to this HDF5 file")
     q.add_argument("--layout", default="calibopt", choices=["calibopt", "policyengine"])
     q.add_argument("--overwrite", action="store_true")
+    add_json_argument(q)
     q.set_defaults(func=_synthetic)
 
     q = tsub.add_parser("uprate", help="record an uprating factor between two periods")
@@ -142,4 +174,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("from_period", type=int)
     q.add_argument("to_period", type=int)
     q.add_argument("factor", type=float)
+    add_json_argument(q)
     q.set_defaults(func=_uprate)

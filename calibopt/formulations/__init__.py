@@ -9,9 +9,25 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .registry import Method, get_method, method_table, methods, register_method, run_method
+from .registry import (
+    Method,
+    get_method,
+    method_table,
+    methods,
+    register_method,
+    run_method,
+    unregister_method,
+)
 
-__all__ = ["Method", "get_method", "method_table", "methods", "register_method", "run_method"]
+__all__ = [
+    "Method",
+    "get_method",
+    "method_table",
+    "methods",
+    "register_method",
+    "run_method",
+    "unregister_method",
+]
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name != "registry" and not _mod.name.startswith("_"):

@@ -81,6 +81,10 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
     timings: dict[str, float] = {}
     if penalty is None:
         _check_ranges(problem, prep)
+        if np.any(problem.tolerance > 0):
+            # bands: certify infeasibility (or find that weights exist) before Newton; the
+            # phase-1 LP scales with the non-zeros and stops at the first proof either way
+            prep.certify(problem, stop_early=True)
     timings["checks"] = time.perf_counter() - t0
     engine = DualNewton(prep.Xc, prep.d, prep.glo, prep.ghi, prep.dist, dense_limit)
     out, lam, dropped, info = _run_newton(
@@ -104,6 +108,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
             # problems: more binding bands and bounds than free units); an interior-point
             # solver takes the same model
             try:
+                fallback = resolve_solver(fallback)
                 res = solve_cvxpy(problem, prep, method, fallback, penalty, None, False, t0)
             except Exception as exc:
                 message += f"; the {fallback} fallback failed too ({type(exc).__name__}: {exc})"
@@ -121,7 +126,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
                 "problem is feasible: raise max_iter, or try solver='CLARABEL'"
             )
     obj = prep.objective(out.g)
-    w = prep.full(prep.d * out.g, 0.0)
+    w = prep.weights(out.g)
     if penalty is not None:
         b = prep.scaled(problem.targets)
         s = penalty_scale(b, engine.row_scale(np.zeros_like(b), np.arange(b.size)))
@@ -175,9 +180,12 @@ def solve_distance(
     if fallback is not None:
         if not isinstance(fallback, str):
             raise InvalidProblemError("`fallback` must be a cvxpy solver name or None.")
-        fallback = resolve_solver(fallback)
-    prep = prepare(problem, get_distance(distance), method)
-    if solver is None or solver.lower() == "newton":
+        # the name is checked against cvxpy's solvers when the fallback is used: importing
+        # cvxpy costs about a second, which a call that Newton solves should not pay
+        fallback = fallback.strip().upper()
+    newton = solver is None or solver.lower() == "newton"
+    prep = prepare(problem, get_distance(distance), method, collapse=newton)
+    if newton:
         return _solve_newton(
             problem,
             prep,

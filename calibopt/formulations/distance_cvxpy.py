@@ -124,10 +124,17 @@ def solve_cvxpy(
     status, secs = solve_model(model, name, solver_options, verbose)
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         prep.certify(problem)
+        if not prep.dist.open_lower:
+            # a closed domain: the LP's weights are feasible for this program too
+            raise SolverError(
+                f"{name} reports the {method} program infeasible (status {status}), but an LP "
+                f"over the same targets and bounds finds weights, so the solver failed; try "
+                f"solver='newton' or 'CLARABEL'."
+            )
         raise InfeasibleError(
-            f"{name} reports the {method} program infeasible, but an LP over the same targets "
-            f"and bounds finds weights; the distance's domain (e.g. w > 0 for raking) may be "
-            f"what excludes them. Solver status: {status}.",
+            f"{name} reports the {method} program infeasible, and an LP over the same targets "
+            f"and bounds finds weights only at the edge of the distance's domain (w > 0 for "
+            f"raking), which the program cannot reach. Solver status: {status}.",
             targets=[],
         )
     if g.value is None:
@@ -137,7 +144,7 @@ def solve_cvxpy(
     gv = np.asarray(g.value, dtype=np.float64)
     # project onto the bounds the solver may have missed by its feasibility tolerance
     gv = np.clip(gv, np.maximum(prep.glo, prep.dist.domain_lower), prep.ghi)
-    w = prep.full(prep.d * gv, 0.0)
+    w = prep.weights(gv)
     obj = prep.objective(gv)
     if penalty is not None:
         gross = weighted_row_abs(prep.Xc, prep.d)

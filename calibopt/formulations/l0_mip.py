@@ -64,7 +64,9 @@ def _run_cvxpy(
     import cvxpy as cp
 
     name = solver.split(":", 1)[1] if solver.lower().startswith("cvxpy:") else solver
-    name = name.upper() or "HIGHS"
+    name = name.upper()
+    if name in ("", "CVXPY"):
+        name = "HIGHS"  # "cvxpy" alone: the same MIP through cvxpy, solved by HiGHS
     prob, xc, xi, _ = cvxpy_model(model.lp)
     if start is not None:
         integer_cols = np.asarray(model.lp.integer, bool)
@@ -72,8 +74,14 @@ def _run_cvxpy(
         if xi is not None:
             xi.value = start[integer_cols]
     kwargs: dict[str, Any] = {}
-    if time_limit is not None and name == "HIGHS":
-        kwargs["time_limit"] = float(time_limit)
+    if time_limit is not None:
+        # each solver's own time-limit option through cvxpy
+        if name == "HIGHS":
+            kwargs["time_limit"] = float(time_limit)
+        elif name == "SCIP":
+            kwargs["scip_params"] = {"limits/time": float(time_limit)}
+        elif name == "GUROBI":
+            kwargs["TimeLimit"] = float(time_limit)
     t0 = time.perf_counter()
     try:
         prob.solve(solver=name, verbose=verbose, warm_start=start is not None, **kwargs)
@@ -202,7 +210,7 @@ def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, thre
     "l0-mip",
     aliases=("l0", "mip"),
     build=build,
-    solvers=("highs", "cvxpy"),
+    solvers=("highs", "cvxpy:HIGHS", "cvxpy:SCIP"),
     catalogue="l0-mip.md",
     summary="min #non-zero weights s.t. targets within tolerance and bounds (MIP, HiGHS)",
     guarantee="optimal",

@@ -25,6 +25,7 @@ __all__ = [
     "methods",
     "register_method",
     "run_method",
+    "unregister_method",
 ]
 
 
@@ -127,6 +128,19 @@ def register_method(
         return solve
 
     return deco
+
+
+def unregister_method(name: str) -> Method:
+    """Remove a registered method (and its aliases) and return it.
+
+    For tests that register temporary methods, and for plug-ins that replace a method:
+    ``register_method(**fields)(solve)`` puts one back.
+    """
+    spec = get_method(name)
+    del _REGISTRY[spec.name]
+    for alias in [a for a, key in _ALIASES.items() if key == spec.name]:
+        del _ALIASES[alias]
+    return spec
 
 
 def get_method(name: str) -> Method:

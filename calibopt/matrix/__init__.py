@@ -14,6 +14,7 @@ problem to :func:`calibopt.calibrate`).
 (127, 1440)
 """
 
+from .areas import area_problem, area_rows, area_shares, shared_prior
 from .builder import MatrixBuilder
 from .calibration_matrix import CalibrationMatrix
 from .columns import ColumnMap
@@ -27,7 +28,11 @@ __all__ = [
     "ContributionEvaluator",
     "MatrixBuilder",
     "MatrixTracer",
+    "area_problem",
+    "area_rows",
+    "area_shares",
     "group_label",
     "group_table",
+    "shared_prior",
     "target_groups",
 ]

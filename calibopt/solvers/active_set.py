@@ -39,8 +39,11 @@ def newton_exact(
     rows = np.arange(p)
     J0 = None
     if p <= min(engine.dense_limit, REDUNDANCY_LIMIT):
-        free = np.where(glo < ghi, engine.d, 0.0)
+        movable = glo < ghi
+        free = np.where(movable, engine.d, 0.0)
         Jfree = weighted_gram(engine.Xc, free)
+        if movable.all():
+            engine.set_reference_curvature(np.diag(Jfree).copy())  # saves a pass over X
         keep, drop = reduce_redundant_targets(Jfree, T, names)
         if drop.size:
             rows = keep
@@ -105,7 +108,8 @@ def newton_bands(
                 max_residual=0.0,
                 message="converged: no band target binds",
             )
-        est = matvec(engine.Xc, engine.d * g)
+        last = engine.last
+        est = last.xw if rows.size and last is not None else matvec(engine.Xc, engine.d * g)
         slack = epsilon * scale
         above = (~active) & (est > band_upper + slack)
         below = (~active) & (est < band_lower - slack)

@@ -8,8 +8,9 @@ Three checks, from cheap to thorough:
 2. :func:`reduce_redundant_targets` — linearly dependent targets (a complete set of category
    indicators plus an intercept): keep an independent subset, and raise when the dependent
    totals contradict the kept ones.
-3. :func:`lp_certificate` — all targets together: a phase-1 LP (HiGHS) minimises the scaled
-   shortfall; a positive optimum proves infeasibility and its duals name the targets involved.
+3. :func:`lp_certificate` — all targets together: a phase-1 LP (HiGHS, by column generation
+   over the units, :mod:`calibopt.solvers.phase_one`) minimises the scaled shortfall; its duals,
+   checked on every unit, prove infeasibility and name the targets involved.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from ..errors import InfeasibleError
-from .kernels import row_ranges
+from .kernels import matvec, row_ranges
+from .phase_one import phase_one
+
+INFEASIBLE = 1e-9
+"""A proven lower bound on the scaled shortfall above this means infeasible."""
 
 __all__ = ["check_target_ranges", "lp_certificate", "reduce_redundant_targets"]
 
@@ -69,7 +73,11 @@ def check_target_ranges(
         if mins[j] == 0 and maxs[j] == 0:
             why = "its row of X is all zero (no unit contributes), so only 0 is reachable"
         else:
-            why = f"the weight bounds{domain} allow only totals in [{mins[j]:.6g}, {maxs[j]:.6g}]"
+            left = "(" if open_lower and mins[j] == 0 else "["
+            why = (
+                f"the weight bounds{domain} allow only totals in "
+                f"{left}{mins[j]:.6g}, {maxs[j]:.6g}{')' if np.isinf(maxs[j]) else ']'}"
+            )
         if band_lo[j] == band_hi[j]:
             want = f"{band_lo[j]:.6g}"
         else:
@@ -158,51 +166,69 @@ def reduce_redundant_targets(
 
 
 def lp_certificate(
-    X: sp.csr_matrix,
+    X: sp.spmatrix,
     band_lo: np.ndarray,
     band_hi: np.ndarray,
     wlo: np.ndarray,
     whi: np.ndarray,
     names: list[str],
     raise_if_infeasible: bool = True,
+    *,
+    stop_early: bool = False,
 ) -> float:
     """Phase-1 LP over all targets at once; raise :class:`InfeasibleError` with a certificate.
 
     Solves ``min sum_j (s+_j + s-_j) / c_j`` over ``wlo <= w <= whi``, ``e_j`` in the target
-    band, ``X w + s+ - s- = e`` with HiGHS, where ``c_j = max(|band|, 1)``. A positive optimum
-    proves that no weights meet the targets; the duals ``y`` of the equality rows are a
-    Farkas-type certificate and name the targets involved.
+    band, ``X w + s+ - s- = e`` (HiGHS, by column generation over the units:
+    :func:`calibopt.solvers.phase_one.phase_one`, so time and memory scale with the
+    non-zeros of ``X``), where ``c_j = max(|band|, 1)``. Infeasibility is declared only when
+    the duals ``y`` of the equality rows prove it on every unit (``L(y) > 0``, a Farkas-type
+    certificate); their non-zeros name the targets involved.
+
+    Parameters
+    ----------
+    X
+        The matrix (targets x units), any sparse format (CSC is used without a copy).
+    band_lo, band_hi
+        The band each target's estimate must reach.
+    wlo, whi
+        Bounds on the weights.
+    names
+        Target names (for the message).
+    raise_if_infeasible
+        Raise when infeasibility is proven (default); otherwise return the shortfall.
+    stop_early
+        Stop at the first proof of infeasibility (the shortfall reported is then an upper
+        bound, and the proven lower bound is quoted) or the first feasible point (returns 0).
 
     Returns
     -------
     float
-        The optimal scaled shortfall (0 when feasible).
+        The optimal scaled shortfall (0 when feasible; NaN when the LP did not finish
+        without proving infeasibility).
     """
-    m, n = X.shape
-    c_scale = np.maximum(np.maximum(np.abs(band_lo), np.abs(band_hi)), 1.0)
-    eye = sp.identity(m, format="csr")
-    A = sp.hstack([X, -eye, eye, -eye], format="csr")
-    cost = np.concatenate([np.zeros(n), np.zeros(m), 1.0 / c_scale, 1.0 / c_scale])
-    lower = np.concatenate([wlo, band_lo, np.zeros(2 * m)])
-    upper = np.concatenate([whi, band_hi, np.full(2 * m, np.inf)])
-    res = linprog(
-        cost, A_eq=A, b_eq=np.zeros(m), bounds=np.column_stack([lower, upper]), method="highs"
-    )
-    if res.status != 0:
+    res = phase_one(X, band_lo, band_hi, wlo, whi, stop_above=INFEASIBLE if stop_early else np.inf)
+    proven = res.bound > INFEASIBLE
+    if not proven:
+        if res.optimal or res.shortfall <= INFEASIBLE:
+            return max(res.shortfall, 0.0)
         return float("nan")
-    short = float(res.fun)
-    if short <= 1e-9 or not raise_if_infeasible:
+    short = res.shortfall if res.optimal else res.bound
+    if not raise_if_infeasible:
         return short
-    y = np.asarray(res.eqlin.marginals)
+    y = res.y
+    c_scale = np.maximum(np.maximum(np.abs(band_lo), np.abs(band_hi)), 1.0)
     involved = np.flatnonzero(np.abs(y) > 1e-9 * max(np.abs(y).max(), 1e-300))
-    gaps = X @ res.x[:n] - np.clip(X @ res.x[:n], band_lo, band_hi)
+    est = matvec(res.Xc, res.w)
+    gaps = est - np.clip(est, band_lo, band_hi)
     worst = np.argsort(-np.abs(gaps) / c_scale)[:5]
     detail = ", ".join(f"{names[j]!r} misses by {gaps[j]:.6g}" for j in worst if gaps[j] != 0)
     raise InfeasibleError(
-        f"no weights within the bounds meet all targets together: the closest weights (LP, "
-        f"HiGHS) still leave a scaled shortfall of {short:.3g} ({detail}). The targets "
-        f"involved (non-zero LP multipliers): {_fmt(names, involved)}. Widen the bounds, "
-        f"add tolerances, or use penalty mode to trade them off.",
+        f"no weights within the bounds meet all targets together: the LP duals prove on every "
+        f"unit that the scaled shortfall is at least {res.bound:.3g} (weights found by the "
+        f"LP, HiGHS: {res.shortfall:.3g}; {detail}). The targets involved (non-zero LP "
+        f"multipliers): {_fmt(names, involved)}. Widen the bounds, add tolerances, or use "
+        f"penalty mode to trade them off.",
         targets=[names[j] for j in involved],
         certificate=y,
     )

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from ..errors import SolverError
 from .linear_program import LinearProgram
 
-__all__ = ["HighsOutcome", "highs_model", "solve_highs"]
+__all__ = ["HighsOutcome", "highs_model", "new_highs", "solve_highs"]
 
 
 def _highspy() -> Any:
@@ -26,6 +26,33 @@ def _highspy() -> Any:
     except ImportError as exc:  # pragma: no cover - highspy is a core dependency
         raise SolverError("highspy is not installed; pip install highspy") from exc
     return highspy
+
+
+def new_highs() -> Any:
+    """A ``highspy.Highs`` with its output off, created without printing HiGHS's banner.
+
+    HiGHS prints its copyright banner on stdout when the object is constructed, before any
+    option can be set; the constructor runs with file descriptor 1 pointed at the null device
+    (in the main thread only: other threads may be writing).
+    """
+    highspy = _highspy()
+    if threading.current_thread() is not threading.main_thread():
+        h = highspy.Highs()
+    else:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 1)
+                h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 def highs_model(lp: LinearProgram, *, options: dict[str, Any] | None = None) -> Any:
@@ -64,8 +91,7 @@ def highs_model(lp: LinearProgram, *, options: dict[str, Any] | None = None) -> 
         model.integrality_ = [
             kint if flag else kcont for flag in np.asarray(lp.integer, dtype=bool)
         ]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     for key, value in (options or {}).items():
         h.setOptionValue(key, value)
     status = h.passModel(model)

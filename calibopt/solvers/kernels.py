@@ -1,4 +1,4 @@
-"""Compiled sparse kernels (numba) for the hot paths, all on CSC matrices (targets x units).
+"""Sparse kernels for the hot paths, all on CSC matrices (targets x units).
 
 * :func:`weighted_gram` — ``X diag(v) X'`` in one pass over the non-zeros, touching only
   pairs of non-zeros that share a unit (``sum_i nnz_i^2 / 2`` multiply-adds), threads with
@@ -8,23 +8,31 @@
 * :func:`matvec` — ``X w`` (parallel, private accumulators of length p).
 * :func:`weighted_row_sq`, :func:`weighted_row_abs` — ``sum_i X_ji^2 v_i``, ``sum_i |X_ji| v_i``.
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
+* :func:`row_absmax` — per target, the largest ``|X_ji|``.
 
-Kernels write into buffers the caller owns: on machines where fresh pages are expensive
-(virtual machines), reusing memory matters as much as the arithmetic.
+The compiled versions (numba, :mod:`calibopt.solvers._numba_kernels`) run once numba has them
+in its on-disk cache; until then (the first minute on a fresh machine, while a background
+process compiles them; see :mod:`calibopt.solvers._kernel_cache`) the same functions run on
+NumPy/SciPy, so no call ever waits for a compiler. Kernels write into buffers the caller owns
+where they can: on machines where fresh pages are expensive (virtual machines), reusing memory
+matters as much as the arithmetic. The fused Newton pass lives in
+:mod:`calibopt.solvers.evaluate`.
 """
 
 from __future__ import annotations
 
-import types
-
-import numba
 import numpy as np
 import scipy.sparse as sp
 
+from ._kernel_cache import numba_ready
+
 __all__ = [
+    "compiled",
     "matvec",
     "rmatvec",
+    "row_absmax",
     "row_ranges",
+    "threads",
     "weighted_gram",
     "weighted_row_abs",
     "weighted_row_sq",
@@ -35,59 +43,54 @@ SERIAL_NNZ = 200_000
 """Below this many non-zeros the serial kernels run (thread start-up costs more than it saves)."""
 
 
-def _compile(fn):
-    """A parallel and a serial compiled version of one kernel (``prange`` = ``range`` serially).
+def compiled():
+    """The compiled kernels module when numba's cache has them (else None: use NumPy)."""
+    if not numba_ready():
+        return None
+    from . import _numba_kernels
 
-    The serial one compiles a clone with its own qualified name, so the two never share an
-    on-disk cache entry.
-    """
-    par = numba.njit(parallel=True, cache=True, nogil=True)(fn)
-    clone = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__
-    )
-    clone.__qualname__ = fn.__qualname__ + "_serial"
-    ser = numba.njit(cache=True, nogil=True)(clone)
-    return par, ser
+    return _numba_kernels
 
 
-def _pick(kernels, nnz: int):
+def pick(kernels, nnz: int):
+    """The serial or the parallel version of a compiled kernel for a matrix of ``nnz``."""
     return kernels[1] if nnz < SERIAL_NNZ else kernels[0]
 
 
-def _threads(nnz: int) -> int:
-    return 1 if nnz < SERIAL_NNZ else numba.get_num_threads()
+def threads(nnz: int) -> int:
+    """Threads the compiled kernels use for a matrix of ``nnz`` non-zeros."""
+    if nnz < SERIAL_NNZ:
+        return 1
+    import numba
+
+    return numba.get_num_threads()
 
 
-def _chunks(nnz: int, p: int) -> int:
-    # one private p x p accumulator per chunk; keep their total memory under ~1.2 GB
-    return max(1, min(_threads(nnz), int(1.2e9 // max(1, 8 * p * p))))
+def _columns(Xc: sp.csc_matrix) -> np.ndarray:
+    """The column (unit) of every stored entry (NumPy paths)."""
+    return np.repeat(np.arange(Xc.shape[1]), np.diff(Xc.indptr))
 
 
-def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
-    n = indptr.shape[0] - 1
-    acc = np.zeros((nchunks, p, p))
-    size = (n + nchunks - 1) // nchunks
-    for c in numba.prange(nchunks):
-        G = acc[c]
-        start = c * size
-        stop = min(n, start + size)
-        for i in range(start, stop):
-            vi = v[i]
-            if vi == 0.0:
-                continue
-            a1 = indptr[i + 1]
-            for a in range(indptr[i], a1):
-                ra = indices[a]
-                xa = data[a] * vi
-                for b in range(a, a1):
-                    G[ra, indices[b]] += xa * data[b]
-    out = acc[0]
-    for c in range(1, nchunks):
-        out += acc[c]
-    return out
-
-
-_GRAM_UPPER = _compile(_gram_upper)
+def _gram_numpy(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
+    k = Xc.nnz // max(Xc.shape[1], 1)
+    p = Xc.shape[0]
+    if Xc.shape[1] and np.array_equal(Xc.indptr, np.arange(Xc.shape[1] + 1) * k) and k <= 8:
+        # k entries per unit (margins): the Gram is a bincount of the pairs of slots
+        idx = Xc.indices.reshape(-1, k).astype(np.int64)
+        val = Xc.data.reshape(-1, k)
+        G = np.zeros(p * p)
+        for a in range(k):
+            for b in range(a, k):
+                wv = v * val[:, a] * val[:, b]
+                lo = np.minimum(idx[:, a], idx[:, b])
+                hi = np.maximum(idx[:, a], idx[:, b])
+                G += np.bincount(lo * p + hi, weights=wv, minlength=p * p)
+        G = G.reshape(p, p)
+        diag = np.diag(G).copy()
+        G = G + G.T
+        G[np.diag_indices(p)] = diag
+        return G
+    return np.asarray((Xc @ sp.diags(v) @ Xc.T).toarray())
 
 
 def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
@@ -105,15 +108,13 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     ndarray, shape (p, p)
         The symmetric weighted Gram matrix.
     """
+    v = np.ascontiguousarray(v, dtype=np.float64)
+    nb = compiled()
+    if nb is None:
+        return _gram_numpy(Xc, v)
     p = Xc.shape[0]
-    upper = _pick(_GRAM_UPPER, Xc.nnz)(
-        Xc.indptr,
-        Xc.indices,
-        Xc.data,
-        np.ascontiguousarray(v, dtype=np.float64),
-        p,
-        _chunks(Xc.nnz, p),
-    )
+    nchunks = max(1, min(threads(Xc.nnz), int(1.2e9 // max(1, 8 * p * p))))
+    upper = pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, p, nchunks)
     # indices are sorted, so every pair landed in the upper triangle
     diag = np.diag(upper).copy()
     G = upper + upper.T
@@ -121,72 +122,34 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     return G
 
 
-def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
-    n = indptr.shape[0] - 1
-    for i in numba.prange(n):
-        s = 0.0
-        for a in range(indptr[i], indptr[i + 1]):
-            s += data[a] * lam[indices[a]]
-        out[i] = s
-
-
-_RMATVEC = _compile(_rmatvec)
-
-
 def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``X' lam`` for CSC ``X`` (p x n), written into ``out`` (length n) when given."""
     if out is None:
         out = np.empty(Xc.shape[1])
-    _pick(_RMATVEC, Xc.nnz)(
-        Xc.indptr, Xc.indices, Xc.data, np.ascontiguousarray(lam, dtype=np.float64), out
-    )
+    lam = np.ascontiguousarray(lam, dtype=np.float64)
+    nb = compiled()
+    if nb is None:
+        out[...] = Xc.T @ lam
+        return out
+    pick(nb.RMATVEC, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, lam, out)
     return out
-
-
-def _matvec(indptr, indices, data, w, p, nchunks, power):  # pragma: no cover - compiled
-    n = indptr.shape[0] - 1
-    acc = np.zeros((nchunks, p))
-    size = (n + nchunks - 1) // nchunks
-    for c in numba.prange(nchunks):
-        e = acc[c]
-        start = c * size
-        stop = min(n, start + size)
-        for i in range(start, stop):
-            wi = w[i]
-            if wi == 0.0:
-                continue
-            for a in range(indptr[i], indptr[i + 1]):
-                x = data[a]
-                if power == 2:
-                    x = x * x
-                elif power == 0:
-                    x = abs(x)
-                e[indices[a]] += x * wi
-    out = acc[0].copy()
-    for c in range(1, nchunks):
-        out += acc[c]
-    return out
-
-
-_MATVEC = _compile(_matvec)
 
 
 def _accumulate(Xc: sp.csc_matrix, w: np.ndarray, power: int) -> np.ndarray:
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    nb = compiled()
+    if nb is None:
+        data = Xc.data if power == 1 else (Xc.data**2 if power == 2 else np.abs(Xc.data))
+        return np.bincount(Xc.indices, weights=data * w[_columns(Xc)], minlength=Xc.shape[0])
     p = Xc.shape[0]
-    nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 8 * p))))
-    return _pick(_MATVEC, Xc.nnz)(
-        Xc.indptr,
-        Xc.indices,
-        Xc.data,
-        np.ascontiguousarray(w, dtype=np.float64),
-        p,
-        nchunks,
-        power,
-    )
+    nchunks = max(1, min(threads(Xc.nnz), int(1e8 // max(1, 8 * p))))
+    return pick(nb.MATVEC, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, w, p, nchunks, power)
 
 
 def matvec(Xc: sp.csc_matrix, w: np.ndarray) -> np.ndarray:
     """``X w`` for CSC ``X`` (p x n)."""
+    if compiled() is None:
+        return np.asarray(Xc @ np.asarray(w, dtype=np.float64))
     return _accumulate(Xc, w, 1)
 
 
@@ -200,38 +163,14 @@ def weighted_row_abs(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     return _accumulate(Xc, v, 0)
 
 
-def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cover - compiled
-    n = indptr.shape[0] - 1
-    # finite parts and counts of infinite contributions, per chunk
-    acc = np.zeros((nchunks, 4, p))
-    size = (n + nchunks - 1) // nchunks
-    for c in numba.prange(nchunks):
-        A = acc[c]
-        start = c * size
-        stop = min(n, start + size)
-        for i in range(start, stop):
-            lo = wlo[i]
-            hi = whi[i]
-            for a in range(indptr[i], indptr[i + 1]):
-                x = data[a]
-                j = indices[a]
-                mn = x * lo if x > 0 else x * hi
-                mx = x * hi if x > 0 else x * lo
-                if np.isinf(mn):
-                    A[2, j] += 1.0
-                else:
-                    A[0, j] += mn
-                if np.isinf(mx):
-                    A[3, j] += 1.0
-                else:
-                    A[1, j] += mx
-    out = acc[0].copy()
-    for c in range(1, nchunks):
-        out += acc[c]
-    return out
-
-
-_ROW_RANGES = _compile(_row_ranges)
+def row_absmax(Xc: sp.csc_matrix) -> np.ndarray:
+    """``max_i |X_ji|`` per row ``j`` (0 for an empty row)."""
+    nb = compiled()
+    if nb is None:
+        out = np.zeros(Xc.shape[0])
+        np.maximum.at(out, Xc.indices, np.abs(Xc.data))
+        return out
+    return nb.ROW_ABSMAX(Xc.indices, Xc.data, Xc.shape[0])
 
 
 def row_ranges(
@@ -239,16 +178,23 @@ def row_ranges(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smallest and largest ``X_j w`` over ``wlo <= w <= whi``, per target ``j``."""
     p = Xc.shape[0]
-    nchunks = max(1, min(_threads(Xc.nnz), int(1e8 // max(1, 32 * p))))
-    acc = _pick(_ROW_RANGES, Xc.nnz)(
-        Xc.indptr,
-        Xc.indices,
-        Xc.data,
-        np.ascontiguousarray(wlo, dtype=np.float64),
-        np.ascontiguousarray(whi, dtype=np.float64),
-        p,
-        nchunks,
-    )
+    wlo = np.ascontiguousarray(wlo, dtype=np.float64)
+    whi = np.ascontiguousarray(whi, dtype=np.float64)
+    nb = compiled()
+    if nb is None:
+        cols = _columns(Xc)
+        x = Xc.data
+        with np.errstate(invalid="ignore"):
+            mn = np.where(x > 0, x * wlo[cols], x * whi[cols])
+            mx = np.where(x > 0, x * whi[cols], x * wlo[cols])
+        acc = np.empty((4, p))
+        for k, vals in enumerate((mn, mx)):
+            inf = np.isinf(vals)
+            acc[k] = np.bincount(Xc.indices, weights=np.where(inf, 0.0, vals), minlength=p)
+            acc[k + 2] = np.bincount(Xc.indices, weights=inf.astype(float), minlength=p)
+    else:
+        nchunks = max(1, min(threads(Xc.nnz), int(1e8 // max(1, 32 * p))))
+        acc = pick(nb.ROW_RANGES, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, wlo, whi, p, nchunks)
     mins = np.where(acc[2] > 0, -np.inf, acc[0])
     maxs = np.where(acc[3] > 0, np.inf, acc[1])
     return mins, maxs

@@ -23,30 +23,35 @@ residual improves less than 2x over ``STALL_WINDOW`` iterations (degenerate prob
 binding bands and bounds than free units), and callers may then hand the same model to an
 interior-point solver.
 
-The system is dense ``p x p`` (numba Gram kernel; Cholesky, pseudo-inverse when singular, or
-sparse LU when the matrix is large and sparse, as in local-area problems) for up to
-``dense_limit`` targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
+Every trial point costs one pass over X (:mod:`calibopt.solvers.evaluate`): the weights, the
+estimates, the dual's conjugate sum and, for the full Newton step that is usually accepted,
+the next Newton matrix, all in the same pass; a step predicted to be the last (``crit^2 <
+epsilon``, or any step of a quadratic distance) skips the matrix. The system is dense
+``p x p`` (Cholesky, pseudo-inverse when singular, or sparse LU when the matrix is large and
+sparse, as in local-area problems; :mod:`calibopt.solvers.linalg`) for up to ``dense_limit``
+targets, and matrix-free conjugate gradients beyond. Convergence is R's rule made
 scale-invariant: ``max_j |r_j| / s_j < epsilon`` with ``s_j = |T_j|`` (R divides by
 ``1 + |T_j|``, the same for totals well above 1) or, for a zero total, the row's gross activity
 ``sum_i |X_ji| d_i``. A distance without ``G`` globalises on the residual norm instead of the
 dual. The solver can work on a subset of the rows of X (the
 others get ``lambda_j = 0``), which the removal of redundant targets uses without copying the
-matrix. Work vectors are allocated once and reused.
+matrix. Work vectors and the Newton-matrix accumulators are allocated once per solve (two
+alternating slots: the current point and the trial) and reused.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from .distances import Distance
-from .kernels import matvec, rmatvec, weighted_gram, weighted_row_abs, weighted_row_sq
-from .newton_step import Slacks, solve_symmetric_psd
+from .evaluate import Evaluation, Evaluator
+from .kernels import weighted_row_abs, weighted_row_sq
+from .linalg import matrix_free, solve_symmetric_psd
+from .newton_parts import NewtonOutcome, Slacks
 
 __all__ = [
     "DENSE_LIMIT",
@@ -75,21 +80,6 @@ LM_WEAK = 1e-10
 """A row keeping less than this share of its unclipped curvature gets a Levenberg term."""
 LM_SCALE = 1e-3
 """Size of that Levenberg term relative to the unclipped curvature (times the residual)."""
-
-
-@dataclass
-class NewtonOutcome:
-    """What one run of the dual Newton method produced."""
-
-    lam: np.ndarray
-    g: np.ndarray
-    converged: bool
-    iterations: int
-    max_residual: float
-    message: str
-    history: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    linear_solvers: list[str] = field(default_factory=list)
 
 
 class DualNewton:
@@ -129,31 +119,35 @@ class DualNewton:
             self.lo = lo if np.any(lo > distance.domain_lower) else None
             self.hi = hi if np.any(np.isfinite(hi)) else None
         self.dense_limit = dense_limit
-        n = Xc.shape[1]
-        self._u, self._g, self._u2, self._g2 = (np.empty(n) for _ in range(4))
-        self._w = np.empty(n)
-        self._v = np.empty(n)
+        self.evaluator = Evaluator(Xc, d, self.lo, self.hi, distance)
         self._ref: np.ndarray | None = None
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []
         self._mu = 0.0
+        self.epsilon = 1e-10
+        self.last: Evaluation | None = None
 
     # ------------------------------------------------------------------ pieces
-    def _weights_at(self, lam: np.ndarray, u: np.ndarray, g: np.ndarray) -> None:
-        rmatvec(self.Xc, lam, u)
-        self.dist.F(u, self.lo, self.hi, out=g)
-
     def g_at(self, lam: np.ndarray) -> np.ndarray:
         """The g-weights for multipliers ``lam`` (full length, one per row of X)."""
-        u = rmatvec(self.Xc, lam)
-        return self.dist.F(u, self.lo, self.hi)
+        return self.evaluator(lam, 0).g.copy()
 
-    def _dual(self, lam_r, T, u, g, slacks) -> float:
+    def _dual(self, lam_r, T, ev: Evaluation, slacks) -> float:
         with np.errstate(over="ignore", invalid="ignore"):
-            val = float(lam_r @ T) - self.dist.conjugate_sum(self.d, u, g, self.lo, self.hi)
+            val = float(lam_r @ T) - ev.conj
             if slacks is not None:
                 val -= slacks.h(lam_r)
         return val if np.isfinite(val) else -np.inf
+
+    def reference_curvature(self) -> np.ndarray:
+        """``diag(X D X')``: each row's curvature with every unit free (computed once)."""
+        if self._ref is None:
+            self._ref = weighted_row_sq(self.Xc, self.d)
+        return self._ref
+
+    def set_reference_curvature(self, ref: np.ndarray) -> None:
+        """Give :meth:`reference_curvature` when the caller has it (``diag(X D X')``)."""
+        self._ref = ref
 
     def _levenberg(self, rows, diagJ, crit) -> np.ndarray | None:
         """``mu diag(X D X')_jj`` on rows left with little curvature (``LM_WEAK``).
@@ -163,56 +157,68 @@ class DualNewton:
         """
         if (self.lo is None and self.hi is None) or self.dist.intrinsic_bounds:
             return None
-        if self._ref is None:
-            self._ref = weighted_row_sq(self.Xc, self.d)
-        ref = self._ref[rows]
+        ref = self.reference_curvature()[rows]
         weak = diagJ < LM_WEAK * ref
         if not weak.any():
             return None
         return np.where(weak, LM_SCALE * min(1.0, crit) * ref, 0.0)
 
-    def _system(self, rows, u, g, pdiag, cg_tol, J0, crit, relax=False):
-        """The Newton system at ``(u, g)`` as ``solve(r, mu) -> (delta, how)``.
+    def _matrix(self, lam_full, slot, ev: Evaluation, J0, relax) -> np.ndarray:
+        """The Newton matrix on the evaluator's rows at ``ev`` (a buffer the caller may edit)."""
+        rows = self.evaluator.rows
+        if relax:
+            # units on a bound count with their unclipped curvature (see solve())
+            if ev.u is not None:
+                return self.evaluator.gram(ev.u, ev.g, relax=True)
+            return self.evaluator(lam_full, slot, gram=True, relax=True).J
+        if J0 is not None:
+            return J0[np.ix_(rows, rows)] if rows.size < J0.shape[0] else J0.copy()
+        if ev.J is None:
+            ev.J = (
+                self.evaluator.gram(ev.u, ev.g)
+                if ev.u is not None
+                else self.evaluator(lam_full, slot, gram=True).J
+            )
+        return ev.J
+
+    def _system(self, rows, lam_full, slot, ev, pdiag, cg_tol, J0, crit, relax=False):
+        """The Newton system at ``ev`` as ``solve(r, mu) -> (delta, how)``.
 
         ``mu > 0`` adds the Levenberg-Marquardt term ``mu diag(J)`` (``diag(X D X')`` on rows
         without curvature), which turns the step towards the scaled gradient as ``mu`` grows.
         """
-        if relax:
-            # units on a bound count with their unclipped curvature (see solve())
-            v = self._v
-            with np.errstate(over="ignore", invalid="ignore"):
-                self.dist._dF(u, g, self.lo, self.hi, v)
-            J0 = None
-        else:
-            v = self.dist.dF(u, g, self.lo, self.hi, out=self._v)
-        np.multiply(v, self.d, out=v)
-        if self._ref is None:
-            self._ref = weighted_row_sq(self.Xc, self.d)
-        ref = self._ref[rows]
-        if rows.size <= self.dense_limit:
-            J = J0 if J0 is not None else weighted_gram(self.Xc, v)
-            J = J[np.ix_(rows, rows)] if rows.size < J.shape[0] else J.copy()
-            lm = self._levenberg(rows, np.diag(J), crit)
-            if lm is not None:
-                J[np.diag_indices_from(J)] += lm
-            if pdiag is not None:
-                J[np.diag_indices_from(J)] += pdiag
-            base = np.diag(J).copy()
-            scale = np.where(base > 0, base, ref)
+        if rows.size > self.dense_limit:
+            ref = self.reference_curvature()[rows]
+            return self._cg_system(rows, ev, pdiag, cg_tol, crit, ref, relax)
+        J = self._matrix(lam_full, slot, ev, J0, relax)
+        lm = self._levenberg(rows, np.diag(J), crit)
+        if lm is not None:
+            J[np.diag_indices_from(J)] += lm
+        if pdiag is not None:
+            J[np.diag_indices_from(J)] += pdiag
+        base = np.diag(J).copy()
+        scale = base
+        if not np.all(base > 0):
+            scale = np.where(base > 0, base, self.reference_curvature()[rows])
 
-            def solve(r, mu):
-                if mu == 0:
-                    return solve_symmetric_psd(J, r)
-                Jm = J.copy()
-                Jm[np.diag_indices_from(Jm)] += mu * scale
-                return solve_symmetric_psd(Jm, r)
+        def solve(r, mu):
+            if mu == 0:
+                return solve_symmetric_psd(J, r)
+            Jm = J.copy()
+            Jm[np.diag_indices_from(Jm)] += mu * scale
+            return solve_symmetric_psd(Jm, r)
 
-            return solve
-        return self._cg_system(rows, v, pdiag, cg_tol, crit, ref)
+        return solve
 
-    def _cg_system(self, rows, v, pdiag, cg_tol, crit, ref):
+    def _cg_system(self, rows, ev, pdiag, cg_tol, crit, ref, relax):
         """Matrix-free CG on ``(J + mu diag) delta = r`` with a Jacobi preconditioner."""
-        p = self.Xc.shape[0]
+        v = np.empty(self.Xc.shape[1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            if relax:
+                self.dist._dF(ev.u, ev.g, self.lo, self.hi, v)
+            else:
+                self.dist.dF(ev.u, ev.g, self.lo, self.hi, out=v)
+        np.multiply(v, self.d, out=v)
         diag = weighted_row_sq(self.Xc, v)[rows]
         lm = self._levenberg(rows, diag, crit)
         if lm is not None:
@@ -220,34 +226,7 @@ class DualNewton:
         if pdiag is not None:
             diag = diag + pdiag
         scale = np.where(diag > 0, diag, ref)
-        full = np.zeros(p)
-        ubuf = np.empty(self.Xc.shape[1])
-        m = rows.size
-
-        def solve(r, mu):
-            d_mu = diag + mu * scale
-            live = d_mu > 0
-            inv = np.where(live, 1.0 / np.where(live, d_mu, 1.0), 0.0)
-
-            def op(x):
-                full[rows] = x
-                rmatvec(self.Xc, full, ubuf)
-                np.multiply(ubuf, v, out=ubuf)
-                out = matvec(self.Xc, ubuf)[rows]
-                if pdiag is not None:
-                    out += pdiag * x
-                if mu:
-                    out += mu * scale * x
-                return out
-
-            A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
-            M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
-            x, info = spla.cg(
-                A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
-            )
-            return x, "cg" if info == 0 else "cg-unconverged"
-
-        return solve
+        return matrix_free(self.Xc, v, rows, diag, pdiag, scale, cg_tol)
 
     # ------------------------------------------------------------------ driver
     def row_scale(self, T: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -262,34 +241,43 @@ class DualNewton:
             scale[zero] = self._gross[rows[zero]]
         return np.where(scale > 0, scale, 1.0)
 
-    def _residual(self, T, rows, lam, g, slacks) -> np.ndarray:
-        np.multiply(self.d, g, out=self._w)
-        r = T - matvec(self.Xc, self._w)[rows]
+    @staticmethod
+    def _residual(T, rows, lam, ev: Evaluation, slacks) -> np.ndarray:
+        r = T - ev.xw[rows]
         if slacks is not None:
             r += slacks.e(lam)
         return r
 
-    def _merit(self, lam_r, T, rows, u, g, slacks, scale) -> float:
+    def _merit(self, lam_r, T, rows, ev, slacks, scale) -> float:
         """The dual objective, or ``-|r / scale|^2 / 2`` for distances without ``G``."""
         if self.dist.has_objective:
-            return self._dual(lam_r, T, u, g, slacks)
-        r = self._residual(T, rows, lam_r, g, slacks) / scale
+            return self._dual(lam_r, T, ev, slacks)
+        r = self._residual(T, rows, lam_r, ev, slacks) / scale
         return -0.5 * float(r @ r)
 
-    def _line_search(self, solve, r, lam, lam_full, phi, T, rows, slacks, scale, crit):
-        """Globalised step from ``lam``: ``(accepted, lam_try, phi_try)``.
+    def _line_search(self, solve, r, lam, lam_full, phi, T, rows, slacks, scale, crit, slot):
+        """Globalised step from ``lam``: ``(accepted, lam_try, phi_try, evaluation)``.
 
         A step is taken when it increases the merit (Armijo) or, when the change is within its
         float rounding (near the optimum), when it lowers the residual; first the full Newton
         step, then halvings, then a growing Levenberg-Marquardt term ``mu`` (the step turns
-        towards the scaled gradient).
+        towards the scaled gradient). The full step's evaluation also forms the next Newton
+        matrix when the fused kernel runs (the same pass over X; a full step is the rule).
         """
-        u2, g2 = self._u2, self._g2
         noise = 1e-13 * (abs(phi) + self.dsum)
         mu = self._mu
         accepted = False
-        lam_try, phi_try = lam, phi
+        lam_try, phi_try, ev = lam, phi, None
         armijo = self.dist.has_objective
+        # the next Newton matrix is formed in the trial pass unless this step should be the
+        # last (quadratic convergence predicts crit^2; a quadratic distance is exact in one
+        # step unless its set of units on bounds changes)
+        speculate = (
+            rows.size <= self.dense_limit
+            and not self.dist.quadratic
+            and crit * crit > self.epsilon
+            and self.evaluator.fused() is not None
+        )
         for attempt in range(LM_ATTEMPTS):
             delta, how = solve(r, mu)
             if how not in self._solvers:
@@ -300,13 +288,14 @@ class DualNewton:
                 for _ in range(HALVINGS if attempt < LM_ATTEMPTS - 1 else 60):
                     lam_try = lam + step * delta
                     lam_full[rows] = lam_try
-                    self._weights_at(lam_full, u2, g2)
-                    phi_try = self._merit(lam_try, T, rows, u2, g2, slacks, scale)
+                    ev = self.evaluator(lam_full, slot, gram=speculate)
+                    speculate = False
+                    phi_try = self._merit(lam_try, T, rows, ev, slacks, scale)
                     gain = 1e-4 * step * slope if armijo else 0.0
                     if phi_try >= phi + gain and phi_try > phi:
                         accepted = True
                     elif phi_try >= phi - noise:
-                        r_try = self._residual(T, rows, lam_try, g2, slacks)
+                        r_try = self._residual(T, rows, lam_try, ev, slacks)
                         accepted = float(np.max(np.abs(r_try) / scale)) < crit
                     if accepted:
                         break
@@ -315,7 +304,7 @@ class DualNewton:
                 break
             mu = max(10.0 * mu, LM_START)
         self._mu = mu / 10.0 if mu > 10.0 * LM_START else 0.0
-        return accepted, lam_try, phi_try
+        return accepted, lam_try, phi_try, ev
 
     def _stop(self, history, crit, it, max_iter, epsilon) -> tuple[bool, str] | None:
         """``(converged, message)`` when a stopping rule holds, else None."""
@@ -370,22 +359,29 @@ class DualNewton:
             ``lam`` has one entry per row of ``rows``.
         """
         t0 = time.perf_counter()
+        self.epsilon = epsilon
         p = self.Xc.shape[0]
         rows = np.arange(p) if rows is None else np.asarray(rows)
+        self.evaluator.set_rows(rows)
+        self.evaluator.composed = rows.size > self.dense_limit
         lam_full = np.zeros(p)
         if lam0 is not None:
             lam_full[rows] = lam0
         lam = lam_full[rows].copy()
         scale = self.row_scale(T, rows)
-        self._weights_at(lam_full, self._u, self._g)
-        phi = self._merit(lam, T, rows, self._u, self._g, slacks, scale)
+        slot = 0
+        dense = rows.size <= self.dense_limit
+        ev = self.evaluator(
+            lam_full, slot, gram=dense and J0 is None and self.evaluator.fused() is not None
+        )
+        phi = self._merit(lam, T, rows, ev, slacks, scale)
         history: list[float] = []
         self._solvers = []
         it = 0
         relax = False
         self._mu = 0.0
         while True:
-            r = self._residual(T, rows, lam, self._g, slacks)
+            r = self._residual(T, rows, lam, ev, slacks)
             crit = float(np.max(np.abs(r) / scale, initial=0.0))
             history.append(crit)
             if callback is not None:
@@ -407,10 +403,10 @@ class DualNewton:
             cg_tol = min(0.1, max(1e-12, np.sqrt(crit)))
             pdiag = None if slacks is None else slacks.curvature(lam)
             solve = self._system(
-                rows, self._u, self._g, pdiag, cg_tol, J0 if it == 1 else None, crit, relax
+                rows, lam_full, slot, ev, pdiag, cg_tol, J0 if it == 1 else None, crit, relax
             )
-            accepted, lam_try, phi_try = self._line_search(
-                solve, r, lam, lam_full, phi, T, rows, slacks, scale, crit
+            accepted, lam_try, phi_try, ev_try = self._line_search(
+                solve, r, lam, lam_full, phi, T, rows, slacks, scale, crit, 1 - slot
             )
             if not accepted:
                 lam_full[rows] = lam
@@ -424,14 +420,13 @@ class DualNewton:
                     f"and bounds"
                 )
                 break
-            lam, phi = lam_try, phi_try
-            self._u, self._u2 = self._u2, self._u
-            self._g, self._g2 = self._g2, self._g
+            lam, phi, ev, slot = lam_try, phi_try, ev_try, 1 - slot
         if "pseudo-inverse" in self._solvers and converged:
             message += "; the Newton system was singular at some iterate (pseudo-inverse used)"
+        self.last = ev
         return NewtonOutcome(
             lam=lam,
-            g=self._g.copy(),
+            g=ev.g.copy(),
             converged=converged,
             iterations=it,
             max_residual=history[-1],

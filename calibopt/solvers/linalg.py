@@ -1,20 +1,19 @@
-"""The linear algebra of one Newton step: a symmetric PSD solve, and per-row slacks.
-
-* :func:`solve_symmetric_psd` -- ``J x = r`` for the Newton matrix (Jacobi-scaled dense
-  Cholesky, a pseudo-inverse when singular, or sparse LU for large sparse systems);
-* :class:`Slacks` -- per-row slacks with a quadratic cost and a box (tolerance bands, penalty).
-"""
+"""Dense, sparse and matrix-free solves of the symmetric positive semi-definite Newton system."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-__all__ = ["Slacks", "solve_symmetric_psd"]
+__all__ = [
+    "SPARSE_DENSITY",
+    "SPARSE_MIN",
+    "SPARSE_RIDGE",
+    "matrix_free",
+    "solve_symmetric_psd",
+]
 
 SPARSE_MIN = 1_000
 """From this many targets, a Newton matrix with few non-zeros is factorised as sparse."""
@@ -78,31 +77,37 @@ def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.fi
     return x, how
 
 
-@dataclass
-class Slacks:
-    """Per-row slacks ``e_j`` with cost ``c_j e_j^2 / 2`` and box ``|e_j| <= t_j``.
+def matrix_free(Xc, v, rows, diag, pdiag, scale, cg_tol):
+    """``solve(r, mu) -> (delta, how)`` for ``(X_rows diag(v) X_rows' + P + mu diag(scale))
+    delta = r`` by conjugate gradients (Jacobi preconditioner ``diag + mu scale``), never
+    forming the matrix: two passes over X per product."""
+    from .kernels import matvec, rmatvec
 
-    A row ``j`` asks ``X_j w - e_j = T_j``. Penalty mode is ``t = inf``, ``c = mu D / s_j^2``;
-    a tolerance band is ``t_j = tol_j |b_j|`` with a tiny ``c_j`` (inside the band the slack
-    absorbs the difference almost for free; at an end it is clipped and the row becomes an
-    equality at that end). In the dual, ``e*(lambda) = clip(-lambda / c, -t, t)``, the
-    residual gains ``+ e*`` and the Newton matrix gains ``1 / c`` on rows whose slack is not
-    clipped; the dual loses ``h(lambda) = sup_{|e| <= t} (-lambda e - c e^2 / 2)``.
-    """
+    full = np.zeros(Xc.shape[0])
+    ubuf = np.empty(Xc.shape[1])
+    m = rows.size
 
-    cost: np.ndarray
-    width: np.ndarray
+    def solve(r, mu):
+        d_mu = diag + mu * scale
+        live = d_mu > 0
+        inv = np.where(live, 1.0 / np.where(live, d_mu, 1.0), 0.0)
 
-    def e(self, lam: np.ndarray) -> np.ndarray:
-        """The optimal slack for multipliers ``lam``."""
-        return np.clip(-lam / self.cost, -self.width, self.width)
+        def op(x):
+            full[rows] = x
+            rmatvec(Xc, full, ubuf)
+            np.multiply(ubuf, v, out=ubuf)
+            out = matvec(Xc, ubuf)[rows]
+            if pdiag is not None:
+                out += pdiag * x
+            if mu:
+                out += mu * scale * x
+            return out
 
-    def curvature(self, lam: np.ndarray) -> np.ndarray:
-        """``1 / c`` where the slack is inside its box, 0 where clipped."""
-        inside = np.abs(lam) < self.cost * self.width
-        return np.where(inside, 1.0 / self.cost, 0.0)
+        A = spla.LinearOperator((m, m), matvec=op, dtype=np.float64)
+        M = spla.LinearOperator((m, m), matvec=lambda x: inv * x, dtype=np.float64)
+        x, info = spla.cg(
+            A, np.where(live, r, 0.0), rtol=cg_tol, atol=0.0, maxiter=max(100, 2 * m), M=M
+        )
+        return x, "cg" if info == 0 else "cg-unconverged"
 
-    def h(self, lam: np.ndarray) -> float:
-        """``sum_j h_j(lambda_j)`` (the slacks' share of the dual)."""
-        e = self.e(lam)
-        return float(np.sum(-lam * e - 0.5 * self.cost * e * e))
+    return solve

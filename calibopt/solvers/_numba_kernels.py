@@ -1,0 +1,316 @@
+"""The numba-compiled kernels behind :mod:`calibopt.solvers.kernels` (imported lazily).
+
+Every kernel exists twice: a multi-threaded version (``prange`` over chunks of units with
+private accumulators) and a serial one for small matrices. Both are cached on disk by numba;
+``python -m calibopt.solvers._numba_kernels`` compiles all of them (what the background
+warm-up of :mod:`calibopt.solvers._kernel_cache` runs) and prints the seconds taken.
+
+The central kernel is :func:`_evaluate`, one pass over the CSC matrix that, for multipliers
+``lambda``, computes per unit ``u = x_i' lambda`` and ``g = clip(F(u))``, and accumulates the
+estimates ``X (d g)``, the conjugate sum ``sum d G*(u)`` and, on request, the upper triangle
+of the Newton matrix ``X diag(d F'(u)) X'`` restricted to the rows in play, never storing
+``u`` or ``d F'(u)``. Distances are coded as :data:`LINEAR`, :data:`RAKING`, :data:`LOGIT`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import types
+
+import numba
+import numpy as np
+
+LINEAR, RAKING, LOGIT = 0, 1, 2
+
+
+def _compile(fn):
+    """A parallel and a serial compiled version of one kernel (``prange`` = ``range`` serially).
+
+    The serial one compiles a clone with its own qualified name, so the two never share an
+    on-disk cache entry.
+    """
+    par = numba.njit(parallel=True, cache=True, nogil=True)(fn)
+    clone = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__
+    )
+    clone.__qualname__ = fn.__qualname__ + "_serial"
+    ser = numba.njit(cache=True, nogil=True)(clone)
+    return par, ser
+
+
+@numba.njit(cache=True, inline="always")
+def _log_expit(z):  # pragma: no cover - compiled
+    if z >= 0:
+        return -math.log1p(math.exp(-z))
+    return z - math.log1p(math.exp(z))
+
+
+@numba.njit(cache=True, inline="always")
+def _unit(dist, u, has_lo, has_hi, lo, hi, relax):  # pragma: no cover - compiled
+    """``(g, F'(u) or 0 on a bound, G*(u))`` for one unit (see distances.py)."""
+    if dist == LOGIT:
+        span = hi - lo
+        A = span / ((1.0 - lo) * (hi - 1.0))
+        z = A * u - math.log((hi - 1.0) / (1.0 - lo))
+        s = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        g = lo + span * s
+        dg = A * (g - lo) * (hi - g) / span
+        a = span * s
+        b = span * (1.0 - s) if z < 0 else span / (1.0 + math.exp(z))
+        la = math.log(span) + _log_expit(z)
+        lb = math.log(span) + _log_expit(-z)
+        G = (a * (la - math.log(1.0 - lo)) + b * (lb - math.log(hi - 1.0))) / A
+        return g, dg, u * g - G
+    if dist == RAKING:
+        g = math.exp(u) if u < 709.0 else math.inf
+    else:
+        g = 1.0 + u
+    free = True
+    if has_lo and g <= lo:
+        g = lo
+        free = False
+    if has_hi and g >= hi:
+        g = hi
+        free = False
+    if dist == RAKING:
+        dg = g
+        if free:
+            conj = g - 1.0
+        else:
+            G = 1.0 if g == 0.0 else g * math.log(g) - g + 1.0
+            conj = u * g - G
+    else:
+        dg = 1.0
+        gm1 = g - 1.0
+        conj = u + gm1 * (u - 0.5 * gm1)
+    if not free and not relax:
+        dg = 0.0
+    return g, dg, conj
+
+
+def _evaluate(
+    indptr,
+    indices,
+    data,
+    lam,
+    d,
+    lo,
+    hi,
+    has_lo,
+    has_hi,
+    dist,
+    rowpos,
+    gram,
+    relax,
+    g_out,
+    xw_acc,
+    conj_acc,
+    G_out,
+    G_acc,
+):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    nchunks = xw_acc.shape[0]
+    m = G_out.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        xw = xw_acc[c]
+        xw[:] = 0.0
+        G = G_out if c == 0 else G_acc[c - 1]
+        if gram:
+            for r in range(m):
+                G[r, :] = 0.0
+        total = 0.0
+        comp = 0.0  # Neumaier compensation: the dual's changes near the optimum are tiny
+        for i in range(c * size, min(n, (c + 1) * size)):
+            a0 = indptr[i]
+            a1 = indptr[i + 1]
+            u = 0.0
+            for a in range(a0, a1):
+                u += data[a] * lam[indices[a]]
+            li = lo[i] if has_lo else 0.0
+            hi_i = hi[i] if has_hi else 0.0
+            g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
+            g_out[i] = g
+            di = d[i]
+            term = di * conj
+            t = total + term
+            if abs(total) >= abs(term):
+                comp += (total - t) + term
+            else:
+                comp += (term - t) + total
+            total = t
+            w = di * g
+            for a in range(a0, a1):
+                xw[indices[a]] += data[a] * w
+            v = di * dg
+            if gram and v != 0.0:
+                for a in range(a0, a1):
+                    ra = rowpos[indices[a]]
+                    if ra < 0:
+                        continue
+                    xa = data[a] * v
+                    for b in range(a, a1):
+                        rb = rowpos[indices[b]]
+                        if rb >= 0:
+                            G[ra, rb] += xa * data[b]
+        conj_acc[c] = total + comp
+    if gram and nchunks > 1:
+        for r in numba.prange(m):
+            for c in range(nchunks - 1):
+                G_out[r, r:] += G_acc[c, r, r:]
+    if gram:
+        for r in numba.prange(m):
+            for q in range(r + 1, m):
+                G_out[q, r] = G_out[r, q]
+
+
+def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    acc = np.zeros((nchunks, p, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        G = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            vi = v[i]
+            if vi == 0.0:
+                continue
+            a1 = indptr[i + 1]
+            for a in range(indptr[i], a1):
+                ra = indices[a]
+                xa = data[a] * vi
+                for b in range(a, a1):
+                    G[ra, indices[b]] += xa * data[b]
+    out = acc[0]
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    for i in numba.prange(n):
+        s = 0.0
+        for a in range(indptr[i], indptr[i + 1]):
+            s += data[a] * lam[indices[a]]
+        out[i] = s
+
+
+def _matvec(indptr, indices, data, w, p, nchunks, power):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    acc = np.zeros((nchunks, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        e = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            wi = w[i]
+            if wi == 0.0:
+                continue
+            for a in range(indptr[i], indptr[i + 1]):
+                x = data[a]
+                if power == 2:
+                    x = x * x
+                elif power == 0:
+                    x = abs(x)
+                e[indices[a]] += x * wi
+    out = acc[0].copy()
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    # finite parts and counts of infinite contributions, per chunk
+    acc = np.zeros((nchunks, 4, p))
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        A = acc[c]
+        start = c * size
+        stop = min(n, start + size)
+        for i in range(start, stop):
+            lo = wlo[i]
+            hi = whi[i]
+            for a in range(indptr[i], indptr[i + 1]):
+                x = data[a]
+                j = indices[a]
+                mn = x * lo if x > 0 else x * hi
+                mx = x * hi if x > 0 else x * lo
+                if np.isinf(mn):
+                    A[2, j] += 1.0
+                else:
+                    A[0, j] += mn
+                if np.isinf(mx):
+                    A[3, j] += 1.0
+                else:
+                    A[1, j] += mx
+    out = acc[0].copy()
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out
+
+
+def _row_absmax(indices, data, p):  # pragma: no cover - compiled
+    out = np.zeros(p)
+    for a in range(indices.shape[0]):
+        x = abs(data[a])
+        if x > out[indices[a]]:
+            out[indices[a]] = x
+    return out
+
+
+EVALUATE = _compile(_evaluate)
+GRAM_UPPER = _compile(_gram_upper)
+RMATVEC = _compile(_rmatvec)
+MATVEC = _compile(_matvec)
+ROW_RANGES = _compile(_row_ranges)
+ROW_ABSMAX = numba.njit(cache=True, nogil=True)(_row_absmax)
+
+
+def warm() -> float:
+    """Compile (or load from the cache) every kernel for the common index types; seconds."""
+    t0 = time.perf_counter()
+    data = np.array([1.0, 2.0, 1.0])
+    f = np.ones(2)
+    for itype in (np.int32, np.int64):
+        indptr = np.array([0, 2, 3], dtype=itype)
+        indices = np.array([0, 1, 1], dtype=itype)
+        rowpos = np.array([0, 1], dtype=np.int64)
+        for k in (0, 1):
+            for dist in (LINEAR, RAKING, LOGIT):
+                EVALUATE[k](
+                    indptr,
+                    indices,
+                    data,
+                    np.zeros(2),
+                    f,
+                    f * 0.5,
+                    f * 2.0,
+                    True,
+                    True,
+                    dist,
+                    rowpos,
+                    True,
+                    False,
+                    np.empty(2),
+                    np.empty((1, 2)),
+                    np.empty(1),
+                    np.empty((2, 2)),
+                    np.empty((0, 2, 2)),
+                )
+            GRAM_UPPER[k](indptr, indices, data, f, 2, 1)
+            RMATVEC[k](indptr, indices, data, f, np.empty(2))
+            MATVEC[k](indptr, indices, data, f, 2, 1, 1)
+            ROW_RANGES[k](indptr, indices, data, f * 0.0, f, 2, 1)
+        ROW_ABSMAX(indices, data, 2)
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":  # pragma: no cover - run by the background warm-up
+    seconds = warm()
+    sys.stdout.write(f"{seconds:.3f}\n")

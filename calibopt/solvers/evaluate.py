@@ -1,0 +1,160 @@
+"""The dual at given multipliers, in one pass over X: weights, estimates, conjugate, Newton matrix.
+
+Newton's method (:mod:`calibopt.solvers.newton`) needs, at each trial point ``lambda``: the
+g-weights ``g = clip(F(X' lambda))``, the estimates ``X (d g)`` (its residual), the conjugate
+sum ``sum_i d_i G*(u_i)`` (its dual objective) and, at accepted points, the Newton matrix
+``X diag(d F'(u)) X'`` on the rows in play. For the built-in distances the compiled kernel
+computes all four in **one pass** over the non-zeros (``u`` and ``F'`` are never stored), with
+threads and buffers allocated once per solve. Custom distances, and every distance until numba
+has its kernels cached (:mod:`calibopt.solvers._kernel_cache`), compose the same quantities
+from the separate kernels and the distance's own NumPy functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .distances import Distance, Linear, Logit, Raking, Truncated
+from .kernels import compiled, matvec, pick, rmatvec, threads, weighted_gram
+
+__all__ = ["Evaluation", "Evaluator"]
+
+GRAM_MEMORY = 1.2e9
+"""Bytes the per-thread Newton-matrix accumulators may take (fewer threads beyond)."""
+
+
+@dataclass
+class Evaluation:
+    """The dual's pieces at one ``lambda`` (buffers owned by the :class:`Evaluator`)."""
+
+    g: np.ndarray
+    xw: np.ndarray
+    conj: float
+    J: np.ndarray | None = None
+    u: np.ndarray | None = None
+
+
+def _code(dist: Distance) -> int | None:
+    from . import _numba_kernels as nb
+
+    kind = type(dist)
+    if kind in (Linear, Truncated):
+        return nb.LINEAR
+    if kind is Raking:
+        return nb.RAKING
+    if kind is Logit:
+        return nb.LOGIT
+    return None
+
+
+class Evaluator:
+    """Evaluates the dual of one problem at many ``lambda`` (two alternating buffer slots).
+
+    Parameters
+    ----------
+    Xc
+        CSC matrix (targets x units), sorted indices.
+    d
+        Initial weights.
+    lo, hi
+        g-bounds per unit, or None where that side never binds.
+    dist
+        The distance.
+    """
+
+    def __init__(self, Xc: sp.csc_matrix, d: np.ndarray, lo, hi, dist: Distance) -> None:
+        self.Xc, self.d, self.lo, self.hi, self.dist = Xc, d, lo, hi, dist
+        n = Xc.shape[1]
+        self._g = (np.empty(n), np.empty(n))
+        self._u = (np.empty(n), np.empty(n))
+        self._J: list[np.ndarray | None] = [None, None]
+        self._acc: np.ndarray | None = None
+        self.rows = np.arange(Xc.shape[0])
+        self._rowpos = np.arange(Xc.shape[0], dtype=np.int64)
+        self.fused_passes = 0
+        self.composed = False
+        """True: always compose (the matrix-free path needs ``u``)."""
+
+    def set_rows(self, rows: np.ndarray) -> None:
+        """The rows whose Newton matrix is wanted (in increasing order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == self.rows.size and np.array_equal(rows, self.rows):
+            return
+        self.rows = rows
+        self._rowpos = np.full(self.Xc.shape[0], -1, dtype=np.int64)
+        self._rowpos[rows] = np.arange(rows.size)
+        self._J = [None, None]
+        self._acc = None
+
+    def fused(self):
+        """The compiled kernels and the distance's code, or None (compose in NumPy)."""
+        nb = None if self.composed else compiled()
+        if nb is None:
+            return None
+        code = _code(self.dist)
+        return None if code is None else (nb, code)
+
+    def __call__(
+        self, lam: np.ndarray, slot: int, *, gram: bool = False, relax: bool = False
+    ) -> Evaluation:
+        """The pieces at full-length multipliers ``lam`` into buffer ``slot`` (0 or 1).
+
+        ``gram`` adds the Newton matrix on :attr:`rows`; ``relax`` counts units on a bound
+        with their unclipped curvature in it.
+        """
+        lam = np.ascontiguousarray(lam, dtype=np.float64)
+        nb_code = self.fused()
+        if nb_code is None:
+            return self._composed(lam, slot, gram, relax)
+        nb, code = nb_code
+        Xc = self.Xc
+        m = self.rows.size
+        nchunks = threads(Xc.nnz)
+        if gram:
+            nchunks = max(1, min(nchunks, 1 + int(GRAM_MEMORY // max(1, 8 * m * m))))
+            if self._J[slot] is None:
+                self._J[slot] = np.empty((m, m))
+            if self._acc is None or self._acc.shape[0] != nchunks - 1:
+                self._acc = np.empty((nchunks - 1, m, m))
+            J, acc = self._J[slot], self._acc
+        else:
+            J, acc = np.empty((0, 0)), np.empty((0, 0, 0))
+        xw_acc = np.empty((nchunks, Xc.shape[0]))
+        conj_acc = np.empty(nchunks)
+        dummy = np.empty(0)
+        g = self._g[slot]
+        pick(nb.EVALUATE, Xc.nnz)(
+            Xc.indptr, Xc.indices, Xc.data, lam, self.d,
+            dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
+            self.lo is not None, self.hi is not None, code, self._rowpos, gram, relax,
+            g, xw_acc, conj_acc, J, acc,
+        )  # fmt: skip
+        self.fused_passes += 1
+        xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
+        return Evaluation(g=g, xw=xw, conj=float(conj_acc.sum()), J=J if gram else None)
+
+    def _composed(self, lam, slot, gram, relax) -> Evaluation:
+        dist, lo, hi = self.dist, self.lo, self.hi
+        u = rmatvec(self.Xc, lam, self._u[slot])
+        g = dist.F(u, lo, hi, out=self._g[slot])
+        with np.errstate(over="ignore", invalid="ignore"):
+            conj = dist.conjugate_sum(self.d, u, g, lo, hi)
+        xw = matvec(self.Xc, self.d * g)
+        J = self.gram(u, g, relax) if gram else None
+        return Evaluation(g=g, xw=xw, conj=conj, J=J, u=u)
+
+    def gram(self, u: np.ndarray, g: np.ndarray, relax: bool = False) -> np.ndarray:
+        """The Newton matrix on :attr:`rows` at ``(u, g)`` (composed path)."""
+        v = np.empty_like(u)
+        if relax:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.dist._dF(u, g, self.lo, self.hi, v)
+        else:
+            self.dist.dF(u, g, self.lo, self.hi, out=v)
+        np.multiply(v, self.d, out=v)
+        J = weighted_gram(self.Xc, v)
+        m = self.rows.size
+        return J[np.ix_(self.rows, self.rows)] if m < J.shape[0] else J
