@@ -17,6 +17,7 @@ import pytest
 import calibopt as co
 import calibopt.variance as cv
 from calibopt.errors import InfeasibleError
+from calibopt.variance import DesignError
 
 REFS = json.loads(
     (Path(__file__).parent / "references" / "api_variance" / "references.json").read_text()
@@ -90,6 +91,18 @@ def _check(target, ref) -> None:
         assert [str(d) for d in est.domains] == ref[key]["levels"]
         assert rel(est.estimate, ref[key]["estimate"]) < 1e-10
         assert rel(est.se, ref[key]["se"]) < TOL, (key, est.se, ref[key]["se"])
+    # R's na.rm=TRUE (enroll is missing for 6 schools of apiclus2): a domain, design unchanged
+    na = ref["na_rm"]
+    for stat in ("total", "mean"):
+        est = getattr(cv, stat)("enroll", target, na_rm=True)
+        assert rel(est.estimate, na[stat]["estimate"]) < 1e-10, stat
+        assert rel(est.se, np.ravel(na[stat]["se"])) < TOL, (stat, est.se, na[stat]["se"])
+    r = cv.ratio("api.stu", "enroll", target, na_rm=True)
+    assert rel(np.r_[r.estimate, r.se], [na["ratio"]["estimate"], na["ratio"]["se"]]) < TOL
+    est = cv.mean("enroll", target, by="stype", na_rm=True)
+    assert [str(d) for d in est.domains] == na["by_mean"]["levels"]
+    assert rel(est.estimate, na["by_mean"]["estimate"]) < 1e-10
+    assert rel(est.se, na["by_mean"]["se"]) < TOL
 
 
 @pytest.mark.parametrize("case", sorted(REFS["linearisation"]))
@@ -119,6 +132,23 @@ def test_recalibrated_jackknife_on_api_equals_r(api_data, case):
             _problem(des, calibration), CALIBRATIONS[calibration][0], epsilon=1e-13
         )
     _check(reps, ref)
+
+
+def test_missing_values_need_na_rm(api_data):
+    des = _design(api_data, "clus2")
+    with pytest.raises(DesignError, match=r"'enroll' has missing .* 6 row\(s\).*na_rm=True"):
+        cv.total("enroll", des)
+    frame = api_data.apiclus2.assign(award=api_data.apiclus2["awards"].astype(object))
+    frame.loc[3, "award"] = None
+    des = cv.Design(frame, psu=["dnum", "snum"], fpc=["fpc1", "fpc2"])
+    with pytest.raises(DesignError, match="'award' has 1 missing value"):
+        cv.mean("award", des)
+    # a missing category: that row leaves the proportions' denominator too
+    est = cv.mean("award", des, na_rm=True)
+    keep = frame["award"].notna().to_numpy()
+    w = des.weights * keep
+    assert est.estimate.sum() == pytest.approx(1.0, rel=1e-14)
+    assert est.estimate[1] == pytest.approx(w @ (frame["award"] == "Yes") / w.sum(), rel=1e-14)
 
 
 def test_what_r_cannot_calibrate_we_explain(api_data):

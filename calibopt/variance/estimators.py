@@ -33,8 +33,10 @@ def _frame_of(source: Any) -> pd.DataFrame | None:
     return getattr(source, "data", None)
 
 
-def _one_column(value: Any, name: str, data: pd.DataFrame | None, n: int):
-    """(matrix, names) for one named or given variable; categories -> one column per level."""
+def _one_column(value: Any, name: str, data: pd.DataFrame | None, n: int, na_rm: bool = False):
+    """(matrix, names) for one named or given variable; categories -> one column per level.
+
+    Missing values raise, or with ``na_rm`` become NaN rows (every column of the variable)."""
     if isinstance(value, str):
         if data is None or value not in data.columns:
             have = [] if data is None else list(data.columns)[:20]
@@ -50,7 +52,10 @@ def _one_column(value: Any, name: str, data: pd.DataFrame | None, n: int):
             f"variable {name!r} is a Series whose index does not match the design's rows; "
             f"align it first (series.reindex(data.index))."
         )
-    arr = np.asarray(series)
+    if isinstance(series, pd.Series) and pd.api.types.is_numeric_dtype(series.dtype):
+        arr = series.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable ints: NA -> NaN
+    else:
+        arr = np.asarray(series)
     if arr.shape[0] != n:
         raise DesignError(
             f"variable {name!r} has {arr.shape[0]} values but the design has {n} rows."
@@ -60,20 +65,28 @@ def _one_column(value: Any, name: str, data: pd.DataFrame | None, n: int):
         if vals.ndim == 1:
             vals = vals[:, None]
         names = [name] if vals.shape[1] == 1 else [f"{name}{j}" for j in range(vals.shape[1])]
-        bad = np.zeros(0) if np.isfinite(vals.sum()) else np.flatnonzero(~np.isfinite(vals).all(1))
-        if bad.size:
+        if np.isfinite(vals.sum()):
+            return vals, names
+        bad = np.flatnonzero(~np.isfinite(vals).all(1))
+        if not na_rm or np.isinf(vals).any():
             raise DesignError(
-                f"variable {name!r} has missing or non-finite values at row(s) "
-                f"{bad[:5].tolist()}; drop or impute them (R's na.rm is not applied silently)."
+                f"variable {name!r} has missing or non-finite values at {bad.size} row(s) "
+                f"(first: {bad[:5].tolist()}); pass na_rm=True to estimate over the rows where "
+                f"it is known (R's na.rm: a domain, the design unchanged). Dropping the rows "
+                f"from the data would change the design."
             )
+        vals[bad] = np.nan
         return vals, names
-    if pd.isna(arr).any():
-        raise DesignError(f"variable {name!r} has missing values.")
-    levels = _levels(arr)
-    return (
-        np.stack([(arr == lv).astype(np.float64) for lv in levels], axis=1),
-        [f"{name}={lv}" for lv in levels],
-    )
+    missing = np.asarray(pd.isna(arr), dtype=bool)
+    if missing.any() and not na_rm:
+        raise DesignError(
+            f"variable {name!r} has {int(missing.sum())} missing value(s); pass na_rm=True to "
+            f"estimate over the rows where it is known (R's na.rm)."
+        )
+    levels = _levels(arr[~missing])
+    out = np.stack([(arr == lv).astype(np.float64) for lv in levels], axis=1)
+    out[missing] = np.nan
+    return out, [f"{name}={lv}" for lv in levels]
 
 
 def _levels(labels: Any) -> list[Any]:
@@ -84,18 +97,20 @@ def _levels(labels: Any) -> list[Any]:
     return sorted(pd.unique(np.asarray(labels, dtype=object)), key=lambda v: (str(type(v)), v))
 
 
-def variables(y: Any, source: Any, n: int) -> tuple[np.ndarray, list[str]]:
-    """The matrix ``(n, k)`` and names of the variables ``y``."""
+def variables(y: Any, source: Any, n: int, na_rm: bool = False) -> tuple[np.ndarray, list[str]]:
+    """The matrix ``(n, k)`` and names of the variables ``y`` (NaN rows where a value is
+    missing, with ``na_rm``)."""
     data = _frame_of(source)
     if isinstance(y, pd.DataFrame):
-        parts = [_one_column(y[c], str(c), data, n) for c in y.columns]
+        parts = [_one_column(y[c], str(c), data, n, na_rm) for c in y.columns]
     elif isinstance(y, list | tuple):
         parts = [
-            _one_column(v, v if isinstance(v, str) else f"y{j}", data, n) for j, v in enumerate(y)
+            _one_column(v, v if isinstance(v, str) else f"y{j}", data, n, na_rm)
+            for j, v in enumerate(y)
         ]
     else:
         label = y if isinstance(y, str) else getattr(y, "name", None) or "y"
-        parts = [_one_column(y, str(label), data, n)]
+        parts = [_one_column(y, str(label), data, n, na_rm)]
     matrix = parts[0][0] if len(parts) == 1 else np.hstack([p[0] for p in parts])
     return matrix, [nm for p in parts for nm in p[1]]
 
@@ -189,14 +204,25 @@ def _resolve(design: Any, calibration: Any, problem: Any):
     )
 
 
-def _estimate(statistic, y, den, design, calibration, problem, by, residuals) -> Estimate:
+def _drop_missing(Y: np.ndarray, Den: np.ndarray | None) -> tuple[np.ndarray, Any, np.ndarray]:
+    """R's ``na.rm``: rows where any variable is missing leave the estimate as rows outside a
+    domain do (their values count as 0), the design stays whole. Returns Y, Den and the
+    indicator of the rows kept."""
+    known = ~np.isnan(Y).any(axis=1)
+    if Den is not None:
+        known &= ~np.isnan(Den).any(axis=1)
+        Den = np.where(known[:, None], Den, 0.0)
+    return np.where(known[:, None], Y, 0.0), Den, known.astype(np.float64)
+
+
+def _estimate(statistic, y, den, design, calibration, problem, by, residuals, na_rm) -> Estimate:
     base, cal, reps = _resolve(design, calibration, problem)
     source = reps if reps is not None else base
     n = source.n
-    Y, names = variables(y, source, n)
+    Y, names = variables(y, source, n, na_rm)
     Den = None
     if statistic == "ratio":
-        Den, dnames = variables(den, source, n)
+        Den, dnames = variables(den, source, n, na_rm)
         if Den.shape[1] not in (1, Y.shape[1]):
             raise InvalidProblemError(
                 f"ratio: {Den.shape[1]} denominators for {Y.shape[1]} numerators; give one "
@@ -205,9 +231,14 @@ def _estimate(statistic, y, den, design, calibration, problem, by, residuals) ->
         Den = np.broadcast_to(Den, Y.shape).copy()
         dnames = dnames * Y.shape[1] if len(dnames) == 1 else dnames
         names = [f"{a}/{b}" for a, b in zip(names, dnames)]
+    known = None
+    if na_rm:
+        Y, Den, known = _drop_missing(Y, Den)
     D, levels, _ = _domains(by, source, n) if by is not None else (None, None, None)
-    if D is not None and statistic == "mean":
-        statistic_eff, Den = "ratio", np.repeat(D, Y.shape[1], axis=1)
+    if statistic == "mean" and (D is not None or known is not None):
+        # a mean over a domain (or over the rows where y is known) is a ratio
+        inside = (np.ones((n, 1)) if D is None else D) * (1.0 if known is None else known[:, None])
+        statistic_eff, Den = "ratio", np.repeat(inside, Y.shape[1], axis=1)
         Y, names, doms = _expand(Y, names, D, levels)
     else:
         statistic_eff = statistic
@@ -235,6 +266,7 @@ def total(
     problem: Any = None,
     by: Any = None,
     residuals: str = "design",
+    na_rm: bool = False,
 ) -> Estimate:
     """Estimated totals of ``y`` with standard errors (R's ``svytotal`` / ``svyby``).
 
@@ -255,12 +287,15 @@ def total(
     residuals
         ``"design"`` (R survey's linearisation) or ``"derivative"`` (exact at the solution;
         see :mod:`calibopt.variance.calibration`).
+    na_rm
+        Rows where a variable is missing (NaN, NA) are left out as rows outside a domain are,
+        the design kept whole (R's ``na.rm=TRUE``); without it, missing values raise.
 
     Returns
     -------
     Estimate
     """
-    return _estimate("total", y, None, design, calibration, problem, by, residuals)
+    return _estimate("total", y, None, design, calibration, problem, by, residuals, na_rm)
 
 
 def mean(
@@ -271,10 +306,11 @@ def mean(
     problem: Any = None,
     by: Any = None,
     residuals: str = "design",
+    na_rm: bool = False,
 ) -> Estimate:
     """Estimated means of ``y`` (``sum w y / sum w``) with standard errors (R's ``svymean``);
     parameters as :func:`total`."""
-    return _estimate("mean", y, None, design, calibration, problem, by, residuals)
+    return _estimate("mean", y, None, design, calibration, problem, by, residuals, na_rm)
 
 
 def ratio(
@@ -286,8 +322,11 @@ def ratio(
     problem: Any = None,
     by: Any = None,
     residuals: str = "design",
+    na_rm: bool = False,
 ) -> Estimate:
     """Estimated ratios of totals ``sum w y / sum w x`` with standard errors (R's
     ``svyratio``): one denominator for every numerator, or one per numerator; other
     parameters as :func:`total`."""
-    return _estimate("ratio", numerator, denominator, design, calibration, problem, by, residuals)
+    return _estimate(
+        "ratio", numerator, denominator, design, calibration, problem, by, residuals, na_rm
+    )

@@ -43,6 +43,16 @@ calibrate_with <- function(des, cal) {
 }
 pair <- function(est) list(estimate = unname(coef(est)), se = unname(SE(est)),
                            names = names(coef(est)))
+# enroll is missing for 6 schools of apiclus2: R's na.rm=TRUE (elsewhere nothing is missing)
+na_stats <- function(des) {
+  r <- svyratio(~api.stu, ~enroll, des, na.rm = TRUE)
+  bm <- svyby(~enroll, ~stype, des, svymean, na.rm = TRUE)
+  list(total = pair(svytotal(~enroll, des, na.rm = TRUE)),
+       mean = pair(svymean(~enroll, des, na.rm = TRUE)),
+       ratio = list(estimate = unname(coef(r)), se = unname(SE(r))),
+       by_mean = list(levels = as.character(bm$stype), estimate = unname(coef(bm)),
+                      se = unname(SE(bm))))
+}
 stats <- function(des) {
   bt <- svyby(~api00, ~sch.wide, des, svytotal)
   bm <- svyby(~api00, ~sch.wide, des, svymean)
@@ -55,7 +65,8 @@ stats <- function(des) {
     by_total = list(levels = as.character(bt$sch.wide), estimate = unname(coef(bt)),
                     se = unname(SE(bt))),
     by_mean = list(levels = as.character(bm$sch.wide), estimate = unname(coef(bm)),
-                   se = unname(SE(bm)))
+                   se = unname(SE(bm))),
+    na_rm = na_stats(des)
   )
 }
 
