@@ -121,6 +121,15 @@ def test_replicates_round_trip_through_a_file(tmp_path):
     np.testing.assert_allclose(a.se, b.se, rtol=1e-12)
     with pytest.raises(co.CalibrationError, match=r"exists"):
         reps.write(tmp_path / "weights.csv")
+    # identifying columns first, for users who join the weights back to their data
+    path, _ = reps.write(tmp_path / "ids.csv", ids=["stratum", "psu"])
+    frame = pd.read_csv(path)
+    assert list(frame.columns[:4]) == ["stratum", "psu", "weight", "replicate_1"]
+    assert (frame["psu"].to_numpy() == sample()["psu"].to_numpy()).all()
+    again = cv.ReplicateDesign.read(path, data=sample())
+    np.testing.assert_allclose(cv.total(["y", "z"], again).se, a.se, rtol=1e-12)
+    with pytest.raises(co.CalibrationError, match=r"`ids`: \['nope'\] not in"):
+        reps.frame(ids="nope")
     # the replicate SE equals R's for the same JKn re-calibration
     ref = references()["replicates"]["jkn_strat_cluster_fpc/raking"]
     np.testing.assert_allclose(a.se, ref["total"]["se"], rtol=1e-9)

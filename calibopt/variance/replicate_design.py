@@ -132,10 +132,24 @@ class ReplicateDesign:
             self._W = self.weights[:, None] * self.factors[self.index]
         return self._W
 
-    def frame(self, prefix: str = "replicate_", weight: str = "weight") -> pd.DataFrame:
-        """The weights as users load them: the main weight, then one column per replicate."""
+    def frame(
+        self, prefix: str = "replicate_", weight: str = "weight", ids: Any = None
+    ) -> pd.DataFrame:
+        """The weights as users load them: identifying columns of the data (``ids``, e.g.
+        ``"cds"`` or ``["hh_id", "person"]``), the main weight, then one column per replicate."""
         W = self.replicate_weights
-        cols = {weight: self.weights}
+        cols: dict[str, Any] = {}
+        if ids is not None:
+            names = [ids] if isinstance(ids, str) else list(ids)
+            missing = [c for c in names if self.data is None or c not in self.data.columns]
+            if missing:
+                raise InvalidProblemError(
+                    f"`ids`: {missing} not in the design's data"
+                    + ("" if self.data is None else f" (columns: {list(self.data.columns)[:20]})")
+                    + "."
+                )
+            cols.update({c: self.data[c].to_numpy() for c in names})
+        cols[weight] = self.weights
         cols.update({f"{prefix}{r + 1}": W[:, r] for r in range(self.n_replicates)})
         index = None if self.data is None else self.data.index
         return pd.DataFrame(cols, index=index)
@@ -156,20 +170,22 @@ class ReplicateDesign:
         prefix: str = "replicate_",
         weight: str = "weight",
         *,
+        ids: Any = None,
         overwrite: bool = False,
     ) -> tuple[Path, Path]:
-        """Write the weights (CSV, or Parquet for a ``.parquet`` path) and, beside them,
-        ``<path>.json`` with the variance rule; both atomically (an existing file is an error
-        unless ``overwrite``). Returns both paths."""
+        """Write the weights (CSV, or Parquet for a ``.parquet`` path; ``ids``: identifying
+        columns of the data first, see :meth:`frame`) and, beside them, ``<path>.json`` with
+        the variance rule; both atomically (an existing file is an error unless
+        ``overwrite``). Returns both paths."""
         path = Path(path)
         meta_path = path.with_name(path.name + ".json")
-        frame = self.frame(prefix, weight)
+        frame = self.frame(prefix, weight, ids)
         meta = {**self.metadata(), "weight": weight, "prefix": prefix}
         with atomic_outputs([path, meta_path], overwrite=overwrite) as (tmp, tmp_meta):
             if path.suffix == ".parquet":
                 frame.to_parquet(tmp)
             else:
-                frame.to_csv(tmp, index=self.data is not None)
+                frame.to_csv(tmp, index=self.data is not None and ids is None)
             Path(tmp_meta).write_text(json.dumps(meta, indent=2))
         return path, meta_path
 
