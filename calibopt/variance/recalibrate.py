@@ -42,10 +42,23 @@ def replicate_problem(
     return sub, keep
 
 
+def _limit_threads(threads: int | None) -> None:
+    """Give a worker process its share of the cores: the compiled kernels run ``threads``
+    threads (workers x threads = cores; more only makes them wait on each other)."""
+    if threads is None:
+        return
+    try:
+        import numba
+    except ImportError:  # the NumPy kernels: BLAS threads are not ours to set
+        return
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
 def _calibrate_chunk(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: calibrate the replicates of one chunk (module level, so processes can run it)."""
     from ..calibrate import calibrate
 
+    _limit_threads(task.get("threads"))
     problem = task["problem"]
     n = problem.n_units
     cols = task["columns"]
@@ -60,6 +73,14 @@ def _calibrate_chunk(task: dict[str, Any]) -> dict[str, Any]:
         message.append(res.message)
         nnz.append(res.nnz)
     return {"weights": out, "status": status, "message": message, "nnz": nnz}
+
+
+def _worker_threads(executor: Any) -> int | None:
+    """Kernel threads per worker for a local process pool of ``executor`` workers (None:
+    leave them, in process or on a cluster whose machines we do not know)."""
+    if isinstance(executor, bool) or not isinstance(executor, int):
+        return None
+    return max(1, (os.cpu_count() or 1) // max(executor, 1))
 
 
 def _chunk_size(executor: Any, n_rep: int, chunk_size: int | None) -> int:
@@ -114,6 +135,7 @@ def recalibrate(
                 "weights": reps.weights,
                 "index": reps.index if compressed else None,
                 "columns": source[:, start:stop],
+                "threads": _worker_threads(executor),
             }
         )
     run = run_tasks(
