@@ -11,8 +11,8 @@ the shared file mapping, so repeats do not copy it). Goal: under 0.3 s per pair 
 of the matrix per repeat.
 
 Part ``study`` -- every method with every installed solver on the five standard instances
-at ``--size``, each run isolated with ``--time-limit``; writes the table and the report
-(figures, report.md) into ``--out``.
+and the two on real public data (``--kinds``) at ``--size``, each run isolated with
+``--time-limit``; writes the table and the report (figures, report.md) into ``--out``.
 
 Usage:
   python benchmarks/bench_studies.py [--part overhead|study|all] [--repeats 5]
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 import calibopt as co
-from calibopt.studies import make_instance, standard_instances
+from calibopt.studies import STANDARD, make_instance, standard_instances
 from calibopt.studies.worker import Task, _reset_peak, _status_kib
 
 
@@ -132,10 +132,14 @@ def run_overhead(args: argparse.Namespace) -> pd.DataFrame:
 
 def run_study(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    print(f"\n== full study: every method, every installed solver, 5 instances ({args.size}) ==")
+    kinds = tuple(args.kinds.split(","))
+    print(
+        f"\n== full study: every method, every installed solver, {len(kinds)} instances "
+        f"({args.size}) =="
+    )
     t = time.perf_counter()
     study = co.compare(
-        standard_instances(args.size, seed=0),
+        standard_instances(args.size, seed=0, kinds=kinds),
         methods=None,
         solvers=None,
         repeats=1,
@@ -162,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large", default="bounded-qp:large")
     ap.add_argument("--size", default="small")
     ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument(
+        "--kinds",
+        default=",".join((*STANDARD, "api", "cps-state")),
+        help="instance kinds of the full study (default: the five standard ones + real data)",
+    )
     ap.add_argument("--out", default="benchmarks/_results/study")
     args = ap.parse_args(argv)
     if args.part in ("overhead", "all"):

@@ -37,4 +37,4 @@ fi
 export CI="${CI:-true}"
 .venv/bin/ruff check calibopt tests benchmarks
 PYTHONPATH=. .venv/bin/lint-imports --no-cache
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -rs "$@"

@@ -118,3 +118,24 @@ def test_infeasible_with_cvxpy_solver_also_explained():
     )
     with pytest.raises(InfeasibleError, match="no weights within the bounds"):
         co.calibrate(p, method="truncated", solver="CLARABEL")
+
+
+def test_conflicting_levels_certified_through_every_cvxpy_solver():
+    """Local-area levels that do not add up (the national total 1.6% above its states'):
+    Newton names the contradicted dependence, and a cvxpy solver's "infeasible" is confirmed
+    by the phase-1 LP, whose HiGHS optimum (shortfall 0.919) stands in for L(y) when units
+    without an upper bound have reduced costs of the wrong sign within HiGHS's tolerance.
+    Before the fix the LP returned "undecided" and the cvxpy path called it a solver failure."""
+    import scipy.sparse as sp
+
+    from calibopt.solvers.phase_one import phase_one
+    from calibopt.studies import make_instance
+
+    p = make_instance("conflicting", "tiny", 0).problem
+    lo, hi = p.target_bands()
+    res = phase_one(sp.csc_matrix(p.X), lo, hi, np.zeros(p.n_units), np.full(p.n_units, np.inf))
+    assert res.optimal and res.bound == pytest.approx(res.shortfall) and res.shortfall > 0.9
+    for solver in ("newton", "CLARABEL"):
+        with pytest.raises(co.InfeasibleError) as info:
+            co.calibrate(p, method="linear", solver=solver)
+        assert any("US/" in t for t in info.value.targets)

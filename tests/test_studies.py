@@ -60,6 +60,18 @@ def fake_inspect(problem, *, solver=None):
     )
 
 
+def fake_anytime(problem, *, solver=None, time_limit=None):
+    """An anytime method: says which budget the study gave it."""
+    return co.CalibrationResult.from_weights(
+        problem,
+        problem.initial_weights,
+        method="fake-anytime",
+        solver="fake",
+        proven_optimal=False,
+        message=f"budget={time_limit}",
+    )
+
+
 FAKES = {
     "fake-raise": fake_raise,
     "fake-sleep": fake_sleep,
@@ -145,6 +157,31 @@ def test_methods_and_solvers_compared_side_by_side(survey):
     )  # fmt: skip
     newton = row.loc[("linear", "newton")]
     assert newton["wall_time_min"] <= newton["wall_time"] <= newton["wall_time_max"]
+
+
+def test_anytime_method_gets_a_budget_inside_the_hard_limit(survey):
+    """A method with its own ``time_limit`` (l0-mip) returns its incumbent before the study
+    kills it: 0.8 * limit - 1 s unless the study's options set it."""
+    register_method(
+        "fake-anytime",
+        solvers=("fake",),
+        catalogue="none.md",
+        summary="test-only",
+        guarantee="approximate",
+        iterations="none",
+        objective="none",
+    )(fake_anytime)
+    try:
+        run = dict(methods=["fake-anytime"], executor="in-process")
+
+        def budget(**kw):
+            return co.compare(survey, **run, **kw)["message"].iloc[0].split(";")[0]
+
+        assert budget(time_limit=20) == "budget=15.0"
+        assert budget(time_limit=None) == "budget=None"
+        assert budget(time_limit=20, options={"fake-anytime": {"time_limit": 3}}) == "budget=3"
+    finally:
+        unregister_method("fake-anytime")
 
 
 def test_infeasible_instance_reported_and_the_study_goes_on():

@@ -123,13 +123,20 @@ def solve_cvxpy(
     t_build = time.perf_counter() - t0
     status, secs = solve_model(model, name, solver_options, verbose)
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
-        prep.certify(problem)
+        shortfall = prep.certify(problem)  # raises InfeasibleError when the LP proves it
+        others = " or ".join(repr(x) for x in ("newton", "CLARABEL") if x != name)
+        if not shortfall <= 0.0:
+            raise SolverError(
+                f"{name} reports the {method} program infeasible (status {status}), and the "
+                f"phase-1 LP over the same targets and bounds could neither find weights nor "
+                f"prove that none exist; try solver={others}."
+            )
         if not prep.dist.open_lower:
             # a closed domain: the LP's weights are feasible for this program too
             raise SolverError(
                 f"{name} reports the {method} program infeasible (status {status}), but an LP "
                 f"over the same targets and bounds finds weights, so the solver failed; try "
-                f"solver='newton' or 'CLARABEL'."
+                f"solver={others}."
             )
         raise InfeasibleError(
             f"{name} reports the {method} program infeasible, and an LP over the same targets "

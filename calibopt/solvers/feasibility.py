@@ -224,8 +224,8 @@ def lp_certificate(
     worst = np.argsort(-np.abs(gaps) / c_scale)[:5]
     detail = ", ".join(f"{names[j]!r} misses by {gaps[j]:.6g}" for j in worst if gaps[j] != 0)
     raise InfeasibleError(
-        f"no weights within the bounds meet all targets together: the LP duals prove on every "
-        f"unit that the scaled shortfall is at least {res.bound:.3g} (weights found by the "
+        f"no weights within the bounds meet all targets together: the phase-1 LP proves that "
+        f"the scaled shortfall is at least {res.bound:.3g} (weights found by the "
         f"LP, HiGHS: {res.shortfall:.3g}; {detail}). The targets involved (non-zero LP "
         f"multipliers): {_fmt(names, involved)}. Widen the bounds, add tolerances, or use "
         f"penalty mode to trade them off.",

@@ -18,7 +18,10 @@ Whatever the master did, the answer is checked independently: for any ``y`` with
     L(y) = sum_i min(-z_i wlo_i, -z_i whi_i) + sum_j min(y_j lo_j, y_j hi_j) <= shortfall,
 
 so ``L(y) > 0`` *proves* that no weights meet the targets (a Farkas certificate, verified on
-every unit), and a master solution with zero shortfall is a feasible point.
+every unit), and a master solution with zero shortfall is a feasible point. When no unit
+outside the master prices in but ``L(y)`` is ``-inf`` (a unit with no upper bound whose
+reduced cost has the wrong sign within HiGHS's dual tolerance), the bound is the master's
+optimum as HiGHS proves it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ class PhaseOne:
     shortfall : float
         Optimal scaled shortfall of the restricted master (an upper bound on the full LP's).
     bound : float
-        ``L(y)``: a lower bound on the full LP's optimum, verified on every unit.
+        ``L(y)``: a lower bound on the full LP's optimum, verified on every unit (or the
+        master's optimum when every unit that could price in is in the master and ``L(y)``
+        is ``-inf``; see the module docstring).
     y : ndarray
         Row duals (the certificate when ``bound > 0``).
     w : ndarray
@@ -109,6 +114,11 @@ def _highs():
     import highspy
 
     return highspy
+
+
+def _master_optimal(h) -> bool:
+    """HiGHS proved the master LP optimal (within its 1e-9 feasibility tolerances)."""
+    return h.getModelStatus() == _highs().HighsModelStatus.kOptimal
 
 
 def _master(m: int, c_scale, band_lo, band_hi, rhs):
@@ -233,7 +243,13 @@ def phase_one(
         gain[inside] = 0.0
         cand = np.flatnonzero(gain > 0)
         if cand.size == 0:
-            break  # numerically stuck: the bound so far stays valid
+            # no unit outside the master prices in: the master's optimum is the full LP's.
+            # L(y) can still be -inf, when a unit without an upper bound has a reduced cost
+            # within HiGHS's dual tolerance of the wrong sign; HiGHS's proof of the master's
+            # optimality then stands in for it.
+            if _master_optimal(h):
+                optimal, bound = True, max(bound, shortfall)
+            break
         if cand.size > batch:
             cand = cand[np.argpartition(-gain[cand], batch)[:batch]]
         order = np.sort(cand)

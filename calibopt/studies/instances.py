@@ -24,9 +24,11 @@ Sizes are ``tiny`` (tests, well under a second to solve), ``small``, ``medium`` 
 ``large`` (hundreds of thousands to millions of columns). The same (kind, size, seed) gives
 the same problem, byte for byte.
 
-Real data plug in through :func:`register_instance`: a loader module registers a kind
-(e.g. ``"acs-local-area"``) whose generator reads public files; studies, the command line and
-benchopt then see it like the synthetic kinds.
+Real public data: ``api`` (R survey's California schools) and ``cps-state`` (Tax-Calculator's
+CPS tax units to North Carolina's published targets), see
+:mod:`calibopt.studies.public_instances`. More plug in through :func:`register_instance`: a
+loader module registers a kind whose generator reads public files; studies, the command line
+and benchopt then see it like the synthetic kinds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidProblemError
 from ..problem import CalibrationProblem
+from .public_instances import _api, _cps_state
 
 __all__ = [
     "SIZES",
@@ -231,3 +234,5 @@ register_instance("sparse-recovery", _sparse_recovery, "blocks with a sparse pla
 register_instance("bounded-qp", _bounded_qp, "per-area blocks, tight ratio bounds, exact")
 register_instance("conflicting", _conflicting, "local-area with 2% noise: levels disagree")
 register_instance("infeasible", _infeasible, "survey margins with 0.97 <= g <= 1.03")
+register_instance("api", _api, "R survey's api schools: stratified sample to population margins")
+register_instance("cps-state", _cps_state, "CPS tax units to North Carolina's published targets")

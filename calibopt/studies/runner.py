@@ -12,6 +12,7 @@ problem is saved once (a memory-mappable ``.npz``) and every task receives only 
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -39,6 +40,9 @@ __all__ = ["DEFAULT_OPTIONS", "NEEDS_OPTIONS", "compare"]
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"cross-category": {"sparsity": 0.5}}
 """Options a study gives a method that cannot run without a choice, unless ``options``
 names the method: ``cross-category`` keeps half the records."""
+SOFT_LIMIT_SHARE, SOFT_LIMIT_MARGIN = 0.8, 1.0
+"""A method that takes ``time_limit`` gets ``0.8 * limit - 1`` seconds of a study's hard limit
+(the rest covers loading the problem, the re-fit and the checks) unless ``options`` sets it."""
 NEEDS_OPTIONS = ("distance",)
 """Methods left out of ``methods=None``: ``distance`` needs a ``distance=`` object."""
 
@@ -54,8 +58,22 @@ def _method_list(methods: Any) -> list[Method]:
     return list({s.name: s for s in specs}.values())
 
 
+def _soft_limit(spec: Method, opts: dict[str, Any], time_limit: float | None) -> None:
+    """Give a method with its own ``time_limit`` option (an anytime solver such as
+    ``l0-mip``) a budget inside the study's hard limit, so that it returns its best result
+    with an honest status instead of being killed; an explicit option wins."""
+    if time_limit is None or "time_limit" in opts:
+        return
+    if "time_limit" in inspect.signature(spec.solve).parameters:
+        opts["time_limit"] = max(SOFT_LIMIT_SHARE * time_limit - SOFT_LIMIT_MARGIN, 0.1)
+
+
 def _pairs(
-    sources: list[Source], specs: list[Method], solvers: Any, options: dict[str, Any]
+    sources: list[Source],
+    specs: list[Method],
+    solvers: Any,
+    options: dict[str, Any],
+    time_limit: float | None = None,
 ) -> tuple[list[Pair], list[dict[str, Any]]]:
     """The pairs to run, and ``not_applicable`` rows for the named solvers a method does not
     take and for solvers that are not installed here."""
@@ -63,6 +81,7 @@ def _pairs(
     for src in sources:
         for spec in specs:
             opts = dict(options.get(spec.name, DEFAULT_OPTIONS.get(spec.name, {})))
+            _soft_limit(spec, opts, time_limit)
             here = installed_solvers(spec) if spec.solvers else []
             if solvers is None:
                 wanted: Sequence[str | None] = list(spec.solvers) or [None]
@@ -159,7 +178,9 @@ def compare(
         after a run that returned no result.
     time_limit
         Hard limit in seconds per run: the worker is killed at the limit (status
-        ``timed_out``). None: no limit.
+        ``timed_out``). A method with its own ``time_limit`` option (``l0-mip``) is given
+        ``0.8 * time_limit - 1`` seconds of it, so that it returns its best solution (status
+        ``within_tolerance`` or ``stopped``) rather than being killed. None: no limit.
     memory_limit
         What one run may allocate on top of its worker's baseline: bytes or ``"4GB"``;
         ``"auto"``: 3/4 of the physical memory shared among the workers; None: no limit.
@@ -206,7 +227,7 @@ def compare(
     try:
         (root / "problems").mkdir(parents=True, exist_ok=True)
         write_sources(sources, root / "problems")
-        pairs, skipped = _pairs(sources, specs, solvers, options)
+        pairs, skipped = _pairs(sources, specs, solvers, options, time_limit)
         limits = dict(
             time_limit=time_limit,
             memory_limit_mb=None if memory_limit is None else memory_limit / 2**20,

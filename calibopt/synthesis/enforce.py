@@ -31,7 +31,8 @@ import pandas as pd
 from ..datasets.dataset import Dataset
 from ..errors import InvalidProblemError
 from ..validate import integer
-from .rules import ChildAgeGap, Groups, OneHead, Shared, SpouseAgeGap, SumTo, _varies
+from .groups import Groups, _varies
+from .rules import ChildAgeGap, OneHead, Shared, SpouseAgeGap, SumTo
 from .synthesizer import as_generator
 from .tables import flatten, group_variables, unflatten
 

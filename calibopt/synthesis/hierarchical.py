@@ -25,7 +25,6 @@ the same data in any process.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -36,9 +35,9 @@ import pandas as pd
 from ..datasets.dataset import GEOGRAPHY_VARIABLES, Dataset
 from ..datasets.rules import GeographyRules
 from ..errors import CalibrationError, InvalidProblemError
-from ..files import atomic_output
 from ..validate import integer
 from .assemble import assemble, check_generated, repair
+from .model_file import read_model_file, write_model_file
 from .model_spec import ModelSpec
 from .structure import Layout
 from .synthesizer import Synthesizer
@@ -245,24 +244,14 @@ class HierarchicalSynthesizer:
             meta["models"][name] = m
             arrays |= {f"{name}/{k}": v for k, v in a.items()}
         meta["rules"] = [[type(r).__name__, r.__dict__] for r in self.rules]
-        with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
+        write_model_file(path, meta, arrays, overwrite=overwrite, default=_json_default)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HierarchicalSynthesizer:
         """Read a file written by :meth:`save`."""
         from . import rules as rule_module
 
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                meta = json.loads(str(f["__meta__"]))
-                arrays = {k: f[k] for k in f.files if k != "__meta__"}
-        except (OSError, KeyError, ValueError) as exc:
-            raise InvalidProblemError(
-                f"{str(path)!r} is not a saved HierarchicalSynthesizer ({exc})."
-            ) from None
-        if meta.get("format") != _FORMAT:
-            raise InvalidProblemError(f"{str(path)!r} has format {meta.get('format')!r}.")
+        meta, arrays = read_model_file(path, "HierarchicalSynthesizer", _FORMAT)
         out = cls.__new__(cls)
         out.spec = ModelSpec.from_json(meta["spec"])
         out.rules = [getattr(rule_module, name)(**args) for name, args in meta["rules"]]

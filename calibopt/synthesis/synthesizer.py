@@ -21,7 +21,6 @@ Two models, chosen by measurement (``benchmarks/bench_synthesis.py``, README):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -30,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidProblemError
-from ..files import atomic_output
 from ..validate import choice, float_vector, integer
 from .cart import CartModel
 from .copula import CopulaModel
+from .model_file import read_model_file, write_model_file
 from .variables import Variable, decode, describe, encode
 
 __all__ = ["MODELS", "Synthesizer", "as_generator"]
@@ -184,23 +183,12 @@ class Synthesizer:
         """Write the fitted model to one ``.npz`` file (arrays and JSON; no pickle), atomically."""
         if not self.fitted:
             raise InvalidProblemError("the synthesizer is not fitted: nothing to save.")
-        with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.array(json.dumps(self._meta())), **self.model.arrays)
+        write_model_file(path, self._meta(), self.model.arrays, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Synthesizer:
         """Read a file written by :meth:`save`."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                meta = json.loads(str(f["__meta__"]))
-                arrays = {k: f[k] for k in f.files if k != "__meta__"}
-        except (OSError, KeyError, ValueError) as exc:
-            raise InvalidProblemError(
-                f"{str(path)!r} is not a saved Synthesizer ({exc})."
-            ) from None
-        if meta.get("format") != _FORMAT:
-            raise InvalidProblemError(f"{str(path)!r} has format {meta.get('format')!r}.")
-        return cls.from_state(meta, arrays)
+        return cls.from_state(*read_model_file(path, "Synthesizer", _FORMAT))
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Synthesizer:
