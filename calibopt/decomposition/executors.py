@@ -225,6 +225,7 @@ def run_tasks(
     *,
     progress: bool | None = None,
     desc: str = "tasks",
+    unit: str = "block",
     postfix: Callable[[Any], str] | None = None,
 ) -> TaskRun:
     """Run ``fn`` over ``tasks`` on ``executor`` with a progress bar; results in task order.
@@ -233,6 +234,8 @@ def run_tasks(
     ----------
     progress
         Show a tqdm bar (None: when stderr is a terminal).
+    desc, unit
+        The bar's label and the name of one task.
     postfix
         Text for the bar from each finished result (e.g. its status).
     """
@@ -243,7 +246,7 @@ def run_tasks(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), desc=desc, unit="block")
+        bar = tqdm(total=len(tasks), desc=desc, unit=unit)
     results: list[Any] = [None] * len(tasks)
     interrupted = False
     try:
