@@ -35,6 +35,7 @@ if ! .venv/bin/python -m calibopt.datasets.public check >/dev/null 2>&1; then
   .venv/bin/python -m calibopt.datasets.public fetch
 fi
 export CI="${CI:-true}"
-.venv/bin/ruff check calibopt tests benchmarks
+.venv/bin/ruff check calibopt tests benchmarks notebooks
+.venv/bin/ruff format --check calibopt tests benchmarks notebooks
 PYTHONPATH=. .venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest -q -rs "$@"
