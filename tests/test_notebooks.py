@@ -4,41 +4,18 @@ what they promise."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
-import pytest
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NEEDS = ("nbclient", "nbformat", "ipykernel", "matplotlib")
+from notebook_runner import code_cells
+from notebook_runner import execute as run_notebook
 
 
 def execute(name: str, tmp_path: Path):
-    missing = [m for m in NEEDS if importlib.util.find_spec(m) is None]
-    if missing:
-        if IN_CI:
-            pytest.fail(f"notebook tests need {missing} (pip install calibopt[dev])")
-        pytest.skip(f"notebook tests need {missing}")
-    import nbformat
-    from nbclient import NotebookClient
-
-    saved = nbformat.read(NOTEBOOKS / name, as_version=4)
-    assert not any(c.get("outputs") for c in saved.cells if c.cell_type == "code"), (
+    saved, _, text, images = run_notebook(name, tmp_path, timeout=240)
+    assert not any(c.get("outputs") for c in code_cells(saved)), (
         f"{name} must be committed with its outputs cleared"
     )
-    NotebookClient(
-        saved, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    texts, images = [], 0
-    for cell in saved.cells:
-        for out in cell.get("outputs", []):
-            texts.append(out.get("text", ""))
-            data = out.get("data", {})
-            texts.append(data.get("text/plain", ""))
-            images += "image/png" in data
-    return "\n".join(texts), images
+    return text, images
 
 
 def test_local_area_walkthrough(tmp_path):
