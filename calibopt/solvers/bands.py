@@ -30,7 +30,10 @@ interior point's multipliers. Its answer is accepted when the KKT conditions hol
 targets inside their bands, the multipliers' signs those of their ends. Then multipliers are
 exactly 0 inside the bands. Otherwise the interior point goes on to a smaller gap and tries
 again; a problem without weights meeting every band makes it stall, and the caller's LP
-certificate says why.
+certificate says why. Such a problem shows itself early: its steps stay short (the residual and
+the complementarity barely fall while the barrier parameter rises), so after
+:data:`PROBE_AFTER` slow iterations the caller's ``probe`` (the LP, stopped at its first proof)
+runs once and ends it there; a feasible problem's steps lengthen at once and never call it.
 """
 
 from __future__ import annotations
