@@ -117,3 +117,55 @@ def test_infeasible_bands_still_certified():
     bad = co.CalibrationProblem(p.X, b, initial_weights=p.initial_weights, tolerance=0.01)
     with pytest.raises(co.InfeasibleError):
         co.calibrate(bad, method="linear", fallback=None)
+
+
+def tiny_country(noise: float):
+    from calibopt.datasets import synthetic_country
+    from calibopt.matrix import MatrixBuilder
+
+    c = synthetic_country("tiny", seed=0, noise=noise)
+    m = MatrixBuilder(c.targets_database(), c.dataset, c.geographies, rules=c.rules).build()
+    return m.to_problem(ratio_bounds=(0, 20), default_tolerance=0.01)
+
+
+@pytest.mark.parametrize("method", ["truncated", "raking"])
+def test_slow_start_probes_infeasibility(monkeypatch, method):
+    """The realistic case of issue 17 in miniature (2% noise, 1% bands, g in [0, 20]): the
+    first steps barely move, so the LP probe runs after PROBE_AFTER interior-point iterations
+    and certifies infeasibility, instead of the interior point running until it stalls; the
+    noiseless problem (feasible, its steps lengthen at once) never calls the probe."""
+    from calibopt.solvers import bands
+
+    steps = []
+    real_step = bands._step
+    monkeypatch.setattr(bands, "_step", lambda *a: steps.append(1) or real_step(*a))
+    bad = tiny_country(0.02)
+    with pytest.raises(co.InfeasibleError) as exc:
+        co.calibrate(bad, method=method, fallback=None)
+    assert len(steps) == bands.PROBE_AFTER < bands.STALL_WINDOW
+    # the LP's duals name the targets in conflict, and they are the problem's own
+    assert exc.value.targets and set(exc.value.targets) <= set(bad.target_names)
+    # the same certificate as the full LP over the problem: the shortfall is positive
+    from calibopt.solvers.feasibility import lp_certificate
+
+    glo, ghi = bad.g_bounds()
+    lo_b, hi_b = bad.target_bands()
+    d = bad.initial_weights
+    short = lp_certificate(
+        sp.csc_matrix(bad.X), lo_b, hi_b, d * glo, d * ghi, bad.target_names,
+        raise_if_infeasible=False,
+    )  # fmt: skip
+    assert short > 1e-3
+
+    steps.clear()
+    probes = []
+    real_bands = bands.newton_bands
+
+    def spy(*a, probe=None, **k):
+        return real_bands(*a, probe=lambda: probes.append(1) or probe(), **k)
+
+    monkeypatch.setattr("calibopt.formulations.distance.newton_bands", spy)
+    good = tiny_country(0.0)
+    r = co.calibrate(good, method=method, fallback=None)
+    assert r.status == co.status.OPTIMAL and not probes
+    check_kkt(good, r, "raking" if method == "raking" else "linear")

@@ -74,7 +74,11 @@ def _run_newton(problem, prep, engine, *, epsilon, max_iter, penalty):
         )
     else:
         lo_b, hi_b = (prep.scaled(v) for v in problem.target_bands())
-        out, lam, info = newton_bands(engine, b, lo_b, hi_b, epsilon=epsilon, max_iter=max_iter)
+        # slow early progress: the phase-1 LP, stopped at its first proof, may end it at once
+        out, lam, info = newton_bands(
+            engine, b, lo_b, hi_b, epsilon=epsilon, max_iter=max_iter,
+            probe=lambda: prep.certify(problem, stop_early=True),
+        )  # fmt: skip
     return out, prep.unscale_multipliers(lam), dropped, info
 
 

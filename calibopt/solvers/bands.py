@@ -30,12 +30,16 @@ interior point's multipliers. Its answer is accepted when the KKT conditions hol
 targets inside their bands, the multipliers' signs those of their ends. Then multipliers are
 exactly 0 inside the bands. Otherwise the interior point goes on to a smaller gap and tries
 again; a problem without weights meeting every band makes it stall, and the caller's LP
-certificate says why.
+certificate says why. Such a problem shows itself early: its steps stay short (the residual and
+the complementarity barely fall while the barrier parameter rises), so after
+:data:`PROBE_AFTER` slow iterations the caller's ``probe`` (the LP, stopped at its first proof)
+runs once and ends it there; a feasible problem's steps lengthen at once and never call it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,6 +59,12 @@ GAP_TOL = 1e-12
 """Scaled complementarity accepted as optimal when the exact finish never held."""
 HALVINGS = 30
 """Step halvings before the interior point gives up (no decrease of the residual)."""
+PROBE_AFTER = 4
+"""Interior-point iterations after which slow progress calls the caller's infeasibility probe."""
+PROBE_PROGRESS = 0.9
+"""The probe runs when neither the residual nor the complementarity has fallen below this
+fraction of its starting value after :data:`PROBE_AFTER` iterations (a feasible problem's
+steps lengthen at once; an infeasible one's stay short, the barrier parameter rising)."""
 
 
 class _Interior:
@@ -188,6 +198,7 @@ def newton_bands(
     *,
     epsilon: float,
     max_iter: int,
+    probe: Callable[[], Any] | None = None,
 ) -> tuple[NewtonOutcome, np.ndarray, dict[str, Any]]:
     """Newton with tolerance bands (see the module docstring).
 
@@ -202,6 +213,13 @@ def newton_bands(
     epsilon, max_iter
         Convergence rule (``max_j |r_j| / s_j``) and cap on the Newton iterations, interior
         point and exact finish together.
+    probe
+        Called once (its answer is ignored) when the first :data:`PROBE_AFTER` iterations
+        cut neither the residual nor the complementarity to :data:`PROBE_PROGRESS` of their
+        starting values: the cheap evidence that no point meets every band. The caller passes
+        an infeasibility check that raises when it proves so (the phase-1 LP, stopped at its
+        first proof or first feasible point), so an infeasible problem ends without running
+        the interior point until it stalls.
 
     Returns
     -------
@@ -273,6 +291,9 @@ def newton_bands(
         if total >= max_iter:
             message = f"stopped at the iteration cap ({max_iter}); max |T - Xw|/scale = {crit:.3g}"
             break
+        if probe is not None and len(history) == PROBE_AFTER + 1 and _slow(history, gaps):
+            probe()
+            probe = None
         if len(history) > STALL_WINDOW and (
             min(history[-STALL_WINDOW:]) > 0.5 * min(history[:-STALL_WINDOW])
             and min(gaps[-STALL_WINDOW:]) > 0.5 * min(gaps[:-STALL_WINDOW])
@@ -307,6 +328,11 @@ def newton_bands(
     )
     info.update(interior_iterations=len(history) - 1, complementarity=gaps[-1])
     return out, it.lam.copy(), info
+
+
+def _slow(history: list[float], gaps: list[float]) -> bool:
+    """Neither the residual nor the complementarity fell to :data:`PROBE_PROGRESS` of its start."""
+    return history[-1] > PROBE_PROGRESS * history[0] and gaps[-1] > PROBE_PROGRESS * gaps[0]
 
 
 def _step(engine, it: _Interior, E, rho, crit, slot, scale, epsilon, speculate):
