@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine and run the test suite (the README's test command).
-# - a virtual environment in .venv with calibopt[dev,torch,postgres,dask,parquet,public-data];
+# - a virtual environment in .venv with calibopt[dev,torch,postgres,dask,parquet,public-data,mip];
 #   torch pinned to the CPU build 2.13.0 through constraints.txt
 # - a local PostgreSQL server (Debian packages) for the database tests
 # - the public data of the real-data tests (R survey's api data, Tax-Calculator's CPS file, the
@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,torch,postgres,dask,parquet,public-data]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,torch,postgres,dask,parquet,public-data,mip]"
 
 # PostgreSQL: install, start, and create a database the tests connect to over the local socket.
 if [ -z "${CALIBOPT_TEST_POSTGRES_URL:-}" ]; then
