@@ -81,18 +81,22 @@ FAKES = {
 }
 
 
+def register_fake(name, fn):
+    register_method(
+        name,
+        solvers=("fake",),
+        catalogue="none.md",
+        summary="test-only",
+        guarantee="approximate",
+        iterations="none",
+        objective="none",
+    )(fn)
+
+
 @pytest.fixture(scope="module")
 def fakes():
     for name, fn in FAKES.items():
-        register_method(
-            name,
-            solvers=("fake",),
-            catalogue="none.md",
-            summary="test-only",
-            guarantee="approximate",
-            iterations="none",
-            objective="none",
-        )(fn)
+        register_fake(name, fn)
     yield list(FAKES)
     for name in FAKES:
         unregister_method(name)
@@ -162,15 +166,7 @@ def test_methods_and_solvers_compared_side_by_side(survey):
 def test_anytime_method_gets_a_budget_inside_the_hard_limit(survey):
     """A method with its own ``time_limit`` (l0-mip) returns its incumbent before the study
     kills it: 0.8 * limit - 1 s unless the study's options set it."""
-    register_method(
-        "fake-anytime",
-        solvers=("fake",),
-        catalogue="none.md",
-        summary="test-only",
-        guarantee="approximate",
-        iterations="none",
-        objective="none",
-    )(fake_anytime)
+    register_fake("fake-anytime", fake_anytime)
     try:
         run = dict(methods=["fake-anytime"], executor="in-process")
 
