@@ -96,29 +96,41 @@ def _total(value: Any, where: str) -> float:
     return v
 
 
-def _factorize(column: pd.Series) -> tuple[np.ndarray, list[Any]]:
-    """``(codes, uniques)`` of a column, ``-1`` for a missing value; integer columns of a
-    moderate range go through a table (a bincount, several times faster than hashing)."""
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """``(index, table, uniques)``: unit ``i`` has level ``uniques[table[index[i]]]``.
+
+    ``table[index[i]] == -1`` marks a missing value. Integer columns of a moderate range index
+    a table by value (a bincount, several times faster than hashing); other columns go
+    through ``pandas.factorize`` (``index`` its codes, ``-1`` picking the table's last entry).
+    """
     arr = column.to_numpy()
     if arr.dtype.kind in "iu" and arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if hi - lo <= max(1024, arr.size):
-            shifted = (arr - lo).astype(np.int64, copy=False)
+            if lo == 0 and arr.dtype == np.int64:
+                shifted = arr
+            else:
+                shifted = (arr - lo).astype(np.int64, copy=False)
             present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
             table = np.full(hi - lo + 1, -1, dtype=np.int64)
             table[present] = np.arange(present.size)
-            return table[shifted], [arr.dtype.type(lo + k) for k in present]
+            return shifted, table, [arr.dtype.type(lo + k) for k in present]
     codes, uniques = pd.factorize(column, sort=False)
-    return np.asarray(codes), list(uniques)
+    table = np.arange(len(uniques) + 1, dtype=np.int64)
+    table[-1] = -1
+    return np.asarray(codes), table, list(uniques)
 
 
-def _categorical(column: pd.Series, spec: dict[Any, Any], var: str) -> tuple[list[Any], np.ndarray]:
-    """The margin's levels that some unit has and each unit's position among them.
+def _categorical(
+    column: pd.Series, spec: dict[Any, Any], var: str
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The margin's levels that some unit has, and ``(table, index)``: unit ``i`` is at
+    position ``table[index[i]]`` among them.
 
     An absent level must have total 0 (dropped, as R ``survey`` does), otherwise its total
     cannot be reached; a missing value or a level without a total is an error.
     """
-    codes, uniques = _factorize(column)
+    index, table, uniques = _factorize(column)
     present = {str(u) for u in uniques}
     absent = [lev for lev in spec if str(lev) not in present]
     unreachable = [lev for lev in absent if _total(spec[lev], f"{var}={lev}") != 0]
@@ -129,13 +141,15 @@ def _categorical(column: pd.Series, spec: dict[Any, Any], var: str) -> tuple[lis
             f"neighbouring levels or drop them."
         )
     levels = [lev for lev in spec if lev not in absent]
-    missing = codes < 0
-    if missing.any():
-        raise InvalidProblemError(
-            f"`data[{var!r}]` has {int(missing.sum())} missing value(s), first at row "
-            f"{int(np.flatnonzero(missing)[0])}; every unit needs a level of each categorical "
-            f"margin."
-        )
+    # only pandas codes can be -1 (missing); the integer path's table ends at the largest value
+    if table[-1] < 0 and table.size == len(uniques) + 1:
+        missing = index < 0
+        if missing.any():
+            raise InvalidProblemError(
+                f"`data[{var!r}]` has {int(missing.sum())} missing value(s), first at row "
+                f"{int(np.flatnonzero(missing)[0])}; every unit needs a level of each "
+                f"categorical margin."
+            )
     lookup = {lev: k for k, lev in enumerate(levels)}
     # map each observed level to its margin position
     pos = np.empty(len(uniques), dtype=np.int64)
@@ -158,7 +172,7 @@ def _categorical(column: pd.Series, spec: dict[Any, Any], var: str) -> tuple[lis
             f"`data[{var!r}]` has level(s) {absent_in_margins[:5]} with no population total in "
             f"`margins[{var!r}]` (levels there: {levels[:10]}); add their totals or recode them."
         )
-    return levels, pos[codes]
+    return levels, np.where(table >= 0, pos[table], -1), index
 
 
 def margins_matrix(
@@ -201,7 +215,7 @@ def margins_matrix(
     # CSC with one entry per unit per margin variable, row indices increasing in each column
     k = len(spec) + (population is not None)
     indices = np.empty((n, k), dtype=np.int32)
-    values = np.empty((n, k), dtype=np.float64)
+    values = np.ones((n, k), dtype=np.float64)
     names: list[str] = []
     groups: list[str] = []
     totals: list[float] = []
@@ -209,7 +223,6 @@ def margins_matrix(
     col = 0
     if population is not None:
         indices[:, 0] = 0
-        values[:, 0] = 1.0
         names.append(POPULATION)
         groups.append(POPULATION)
         totals.append(_total(population, "population"))
@@ -217,9 +230,9 @@ def margins_matrix(
     for var, s in spec.items():
         column = data[var]
         if isinstance(s, dict):
-            levels, codes = _categorical(column, s, var)
-            indices[:, col] = offset + codes
-            values[:, col] = 1.0
+            levels, table, index = _categorical(column, s, var)
+            # one gather straight into the matrix's column of row indices
+            np.take((table + offset).astype(np.int32), index, out=indices[:, col], mode="clip")
             for lev in levels:
                 names.append(f"{var}={lev}")
                 groups.append(var)

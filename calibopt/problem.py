@@ -34,9 +34,30 @@ from .validate import (
     sparse_matrix,
 )
 
-__all__ = ["CalibrationProblem"]
+__all__ = ["CalibrationProblem", "use_csc_converter"]
 
 ArrayLike = Any
+
+_CSC_CONVERTER: list = []
+
+
+def _per_unit(value: Any, name: str, n: int, default: float) -> np.ndarray:
+    """A bound per unit: a scalar or None as a read-only view repeating it (no memory per
+    unit: at millions of units, filling such vectors costs more than a Newton iteration),
+    a vector validated and copied."""
+    if value is None or (np.ndim(value) == 0 and not is_pandas(value)):
+        return np.broadcast_to(broadcast(value, name, 1, default), (n,))
+    return broadcast(value, name, n, default)
+
+
+def use_csc_converter(convert) -> None:
+    """Let :attr:`CalibrationProblem.csc` convert with ``convert(matrix) -> csc_matrix``.
+
+    The engines register their parallel transposition here when imported
+    (:func:`calibopt.solvers.kernels.to_csc`); without one, SciPy's ``tocsc`` runs.
+    """
+    _CSC_CONVERTER[:] = [convert]
+
 
 _DEFAULT_BOUNDS = (0.0, None)
 
@@ -94,6 +115,7 @@ class CalibrationProblem:
     ----------
     X : scipy.sparse.csr_matrix
     targets, initial_weights, lower, upper, ratio_lower, ratio_upper, tolerance : ndarray
+        (a scalar bound is stored as a read-only view repeating it)
     target_names : list of str
     groups : ndarray of object
     """
@@ -155,12 +177,12 @@ class CalibrationProblem:
                 f"unit(s) {bad[:5].tolist()} (e.g. {d[bad[0]]:g})."
             )
         lo, hi = pair(bounds, "bounds")
-        self.lower = broadcast(lo, "bounds[0] (lower)", n, -np.inf)
-        self.upper = broadcast(hi, "bounds[1] (upper)", n, np.inf)
+        self.lower = _per_unit(lo, "bounds[0] (lower)", n, -np.inf)
+        self.upper = _per_unit(hi, "bounds[1] (upper)", n, np.inf)
         check_order(self.lower, self.upper, "bounds")
         rlo, rhi = pair(ratio_bounds, "ratio_bounds")
-        self.ratio_lower = broadcast(rlo, "ratio_bounds[0] (L)", n, -np.inf)
-        self.ratio_upper = broadcast(rhi, "ratio_bounds[1] (U)", n, np.inf)
+        self.ratio_lower = _per_unit(rlo, "ratio_bounds[0] (L)", n, -np.inf)
+        self.ratio_upper = _per_unit(rhi, "ratio_bounds[1] (U)", n, np.inf)
         check_order(self.ratio_lower, self.ratio_upper, "ratio_bounds")
         self.has_ratio_bounds = ratio_bounds is not None
         tol = broadcast(tolerance, "tolerance", m, 0.0)
@@ -235,7 +257,10 @@ class CalibrationProblem:
         """The matrix in CSC format with sorted indices (cached): unit-wise kernels use it."""
         if self._csc is None:
             M = self._matrix
-            self._csc = M if M.format == "csc" else M.tocsc()
+            if M.format == "csc":
+                self._csc = M
+            else:
+                self._csc = _CSC_CONVERTER[0](M) if _CSC_CONVERTER else M.tocsc()
             if not self._csc.has_sorted_indices:
                 self._csc = self._csc.copy()
                 self._csc.sort_indices()
@@ -264,11 +289,18 @@ class CalibrationProblem:
         lower, upper : ndarray
             ``max(lower, L d)`` and ``min(upper, U d)`` (ratio bounds scale with ``d``).
         """
+        if not self.has_ratio_bounds:
+            return self.lower.copy(), self.upper.copy()
         d = self.initial_weights
+        zero = d <= 0
         with np.errstate(invalid="ignore"):
-            rl = np.where(d > 0, self.ratio_lower * d, -np.inf)
-            ru = np.where(d > 0, self.ratio_upper * d, np.inf)
-        return np.maximum(self.lower, rl), np.minimum(self.upper, ru)
+            lo = np.multiply(self.ratio_lower, d)
+            hi = np.multiply(self.ratio_upper, d)
+        lo[zero] = -np.inf
+        hi[zero] = np.inf
+        np.maximum(lo, self.lower, out=lo)
+        np.minimum(hi, self.upper, out=hi)
+        return lo, hi
 
     def g_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Effective bounds on ``g = w / d`` (units with ``d = 0`` get ``[1, 1]``).
@@ -279,12 +311,15 @@ class CalibrationProblem:
             ``max(L, lower / d)`` and ``min(U, upper / d)``.
         """
         d = self.initial_weights
-        pos = d > 0
-        glo = np.ones_like(d)
-        ghi = np.ones_like(d)
         with np.errstate(divide="ignore", invalid="ignore"):
-            glo[pos] = np.maximum(self.ratio_lower[pos], self.lower[pos] / d[pos])
-            ghi[pos] = np.minimum(self.ratio_upper[pos], self.upper[pos] / d[pos])
+            glo = np.divide(self.lower, d)
+            ghi = np.divide(self.upper, d)
+        if self.has_ratio_bounds:
+            np.maximum(glo, self.ratio_lower, out=glo)
+            np.minimum(ghi, self.ratio_upper, out=ghi)
+        zero = np.flatnonzero(d <= 0)
+        glo[zero] = 1.0
+        ghi[zero] = 1.0
         return glo, ghi
 
     def require_consistent_bounds(self, method: str, *, multiplicative: bool = False) -> None:

@@ -44,8 +44,7 @@ def test_blocks_find_the_rank_and_combinations_of_one_factorisation(monkeypatch)
     monkeypatch.setattr(dependence, "BLOCK_MIN", m + 1)
     keep0, drop0, _ = dependence.dependent_rows(J)
     monkeypatch.setattr(dependence, "BLOCK_MIN", 10)
-    Js, _ = dependence._scaled(J)
-    assert dependence._blocks(Js, 1e-11) is not None  # the block path runs
+    assert dependence._blocks(J, dependence._scaling(J), 1e-11) is not None  # the block path
     keep, drop, C = dependence.dependent_rows(J)
     # rank: per area 3 independent rows (count, income, one category); the states and the
     # nation add none
@@ -65,8 +64,7 @@ def test_dense_gram_without_blocks_falls_back():
     X = sp.vstack([X, X[:3].sum(axis=0)]).tocsc()  # one dependent row
     X.sort_indices()
     J = weighted_gram(X, np.ones(500))
-    Js, _ = dependence._scaled(J)
-    assert dependence._blocks(Js, 1e-11) is None  # dense: one factorisation
+    assert dependence._blocks(J, dependence._scaling(J), 1e-11) is None  # dense: one factorisation
     keep, drop, C = dependence.dependent_rows(J)
     assert drop.size == 1
     np.testing.assert_allclose(C.T @ X.toarray()[keep], X.toarray()[drop], atol=1e-9)

@@ -95,6 +95,33 @@ def test_numpy_kernels_equal_compiled(monkeypatch):
     np.testing.assert_allclose(out["numpy"][0], (X @ sp.diags(v) @ X.T).toarray(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("m", [131, 200])  # several 64-row tiles, an odd and an even count
+def test_parallel_gram_and_transpose_equal_scipy(m, monkeypatch):
+    monkeypatch.setenv("CALIBOPT_KERNELS", "numba")
+    monkeypatch.setitem(_kernel_cache._state, "ready", False)
+    X = sp.random(m, 60_000, density=0.05, random_state=m, format="csr")
+    assert X.nnz >= kernels.SERIAL_NNZ  # the threaded kernels
+    v = np.random.default_rng(m).uniform(0, 2, X.shape[1])
+    C = kernels.to_csc(X)
+    R = X.tocsc()
+    R.sort_indices()
+    assert C.has_sorted_indices
+    for a, b in ((C.indptr, R.indptr), (C.indices, R.indices), (C.data, R.data)):
+        np.testing.assert_array_equal(a, b)
+    J = kernels.weighted_gram(C, v)
+    ref = (R @ sp.diags(v) @ R.T).toarray()
+    np.testing.assert_allclose(J, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
+    assert np.array_equal(J, J.T)
+    # the fused pass's Newton matrix on a subset of rows (tiles of the subset, not of X)
+    rows = np.arange(0, m, 2)
+    ev = Evaluator(C, np.ones(X.shape[1]), None, None, Raking())
+    ev.set_rows(rows)
+    lam = np.zeros(m)
+    Jf = ev(lam, 0, gram=True).J
+    np.testing.assert_allclose(Jf, ((R @ R.T).toarray())[np.ix_(rows, rows)], rtol=1e-12)
+    _kernel_cache._state["ready"] = False
+
+
 def _margins_problem(n=20_000, seed=0, **options):
     rng = np.random.default_rng(seed)
     df = pd.DataFrame(

@@ -156,14 +156,40 @@ def _evaluate(
                         if rb >= 0:
                             G[ra, rb] += xa * data[b]
         conj_acc[c] = total + comp
-    if gram and nchunks > 1:
-        for r in numba.prange(m):
-            for c in range(nchunks - 1):
-                G_out[r, r:] += G_acc[c, r, r:]
-    if gram:
-        for r in numba.prange(m):
-            for q in range(r + 1, m):
-                G_out[q, r] = G_out[r, q]
+
+
+TILE = 64
+
+
+def _symmetrize(G_out, G_acc):  # pragma: no cover - compiled
+    """``G_out`` += the chunks ``G_acc`` on the upper triangle, then mirrored to the lower.
+
+    Works tile by tile (``TILE`` x ``TILE``), pairing tile rows ``I`` and ``T - 1 - I`` so the
+    threads share the triangle evenly; the mirror writes of a tile row land in its own tile
+    column, so no two threads write the same place.
+    """
+    m = G_out.shape[0]
+    nc = G_acc.shape[0]
+    T = (m + TILE - 1) // TILE
+    for k in numba.prange((T + 1) // 2):
+        for side in range(2):
+            I = k if side == 0 else T - 1 - k
+            if side == 1 and I == k:
+                continue
+            r0 = I * TILE
+            r1 = min(m, r0 + TILE)
+            for J in range(I, T):
+                q0 = J * TILE
+                q1 = min(m, q0 + TILE)
+                for r in range(r0, r1):
+                    for q in range(max(r, q0), q1):
+                        x = G_out[r, q]
+                        for c in range(nc):
+                            x += G_acc[c, r, q]
+                        G_out[r, q] = x
+                for q in range(q0, q1):
+                    for r in range(r0, min(r1, q)):
+                        G_out[q, r] = G_out[r, q]
 
 
 def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
@@ -184,10 +210,7 @@ def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - com
                 xa = data[a] * vi
                 for b in range(a, a1):
                     G[ra, indices[b]] += xa * data[b]
-    out = acc[0]
-    for c in range(1, nchunks):
-        out += acc[c]
-    return out
+    return acc
 
 
 def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
@@ -255,6 +278,44 @@ def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cove
     return out
 
 
+def _csr_to_csc(indptr, indices, data, n, nblocks, out_ptr, out_idx, out_dat):  # pragma: no cover
+    """Transpose a CSR matrix with sorted indices into preallocated CSC arrays.
+
+    Each block owns a range of output columns and scans every row's sub-range in that range
+    (found by binary search), so blocks never share a write and the output's column counters
+    and write heads stay in cache; rows are visited in order, so the output indices are sorted.
+    ``out_ptr`` must be zero on entry.
+    """
+    p = indptr.shape[0] - 1
+    bsize = (n + nblocks - 1) // nblocks
+    for b in numba.prange(nblocks):
+        c0 = b * bsize
+        c1 = min(n, c0 + bsize)
+        for r in range(p):
+            a1 = indptr[r + 1]
+            for a in range(indptr[r] + np.searchsorted(indices[indptr[r] : a1], c0), a1):
+                c = indices[a]
+                if c >= c1:
+                    break
+                out_ptr[c + 1] += 1
+    for c in range(n):
+        out_ptr[c + 1] += out_ptr[c]
+    for b in numba.prange(nblocks):
+        c0 = b * bsize
+        c1 = min(n, c0 + bsize)
+        head = out_ptr[c0:c1].copy()
+        for r in range(p):
+            a1 = indptr[r + 1]
+            for a in range(indptr[r] + np.searchsorted(indices[indptr[r] : a1], c0), a1):
+                c = indices[a]
+                if c >= c1:
+                    break
+                k = head[c - c0]
+                out_idx[k] = r
+                out_dat[k] = data[a]
+                head[c - c0] = k + 1
+
+
 def _row_absmax(indices, data, p):  # pragma: no cover - compiled
     out = np.zeros(p)
     for a in range(indices.shape[0]):
@@ -266,9 +327,11 @@ def _row_absmax(indices, data, p):  # pragma: no cover - compiled
 
 EVALUATE = _compile(_evaluate)
 GRAM_UPPER = _compile(_gram_upper)
+SYMMETRIZE = _compile(_symmetrize)
 RMATVEC = _compile(_rmatvec)
 MATVEC = _compile(_matvec)
 ROW_RANGES = _compile(_row_ranges)
+CSR_TO_CSC = numba.njit(parallel=True, cache=True, nogil=True)(_csr_to_csc)
 ROW_ABSMAX = numba.njit(cache=True, nogil=True)(_row_absmax)
 
 
@@ -303,10 +366,13 @@ def warm() -> float:
                     np.empty((2, 2)),
                     np.empty((0, 2, 2)),
                 )
-            GRAM_UPPER[k](indptr, indices, data, f, 2, 1)
+            acc = GRAM_UPPER[k](indptr, indices, data, f, 2, 1)
+            SYMMETRIZE[k](acc[0], acc[1:])
             RMATVEC[k](indptr, indices, data, f, np.empty(2))
             MATVEC[k](indptr, indices, data, f, 2, 1, 1)
             ROW_RANGES[k](indptr, indices, data, f * 0.0, f, 2, 1)
+            out_ptr = np.zeros(3, dtype=itype)
+            CSR_TO_CSC(indptr, indices, data, 2, 1, out_ptr, np.empty(3, dtype=itype), np.empty(3))
         ROW_ABSMAX(indices, data, 2)
     return time.perf_counter() - t0
 

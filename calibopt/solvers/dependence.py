@@ -43,21 +43,30 @@ def _pstrf(Js: np.ndarray, rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
     return order[:rank], order[rank:]
 
 
-def _scaled(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Jacobi scaling ``S J S`` (unit diagonal; rows with a zero diagonal zeroed) and ``s``."""
+def _scaling(J: np.ndarray) -> np.ndarray:
+    """The Jacobi scaling ``s`` (``1 / sqrt(J_jj)``; 0 on rows with a zero diagonal)."""
     diag = np.diag(J).copy()
     zero = diag <= 0
-    s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, diag)))
-    Js = J * s[:, None]
-    Js *= s[None, :]
-    Js[zero, zero] = 0.0
-    return Js, s
+    return np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, diag)))
 
 
-def _blocks(Js: np.ndarray, rank_tol: float):
-    """``(kept, dropped, Js as CSR)`` block by block, or None without a useful block structure."""
-    m = Js.shape[0]
-    rows, cols = np.nonzero(Js)
+def _scaled(J: np.ndarray, s: np.ndarray, a=None, b=None) -> np.ndarray:
+    """``S J S`` (unit diagonal; rows with a zero diagonal zeroed), or its block ``a x b``."""
+    if a is None:
+        Js = J * s[:, None]
+        Js *= s[None, :]
+        return Js
+    return J[np.ix_(a, b)] * s[a][:, None] * s[b][None, :]
+
+
+def _blocks(J: np.ndarray, s: np.ndarray, rank_tol: float):
+    """``(kept, dropped, S J S as CSR)`` block by block, or None without a useful block structure.
+
+    The scaled matrix is never formed densely: only its blocks (a dense copy of ``J`` costs
+    as much memory again, and the time to touch it).
+    """
+    m = J.shape[0]
+    rows, cols = np.nonzero(J)
     degree = np.bincount(rows, minlength=m)
     if rows.size > 0.1 * m * m:
         return None
@@ -80,28 +89,28 @@ def _blocks(Js: np.ndarray, rank_tol: float):
     kept: list[np.ndarray] = []
     dropped: list[np.ndarray] = []
     for idx in members:
-        k, d = _pstrf(np.ascontiguousarray(Js[np.ix_(idx, idx)]), rank_tol)
+        k, d = _pstrf(_scaled(J, s, idx, idx), rank_tol)
         kept.append(idx[k])
         dropped.append(idx[d])
     hv = np.flatnonzero(heavy)
     # the heavy rows' Schur complement over the kept light rows: S = J_HH - W'W with
     # W = R^-T J_KH, R the Cholesky factor of J_KK (block diagonal: one block per component)
-    schur = Js[np.ix_(hv, hv)].copy()
+    schur = _scaled(J, s, hv, hv)
     for idx in kept:
         if idx.size == 0:
             continue
-        block = Js[np.ix_(idx, hv)]
+        block = _scaled(J, s, idx, hv)
         touch = np.flatnonzero(np.any(block != 0, axis=0))  # the heavy rows this block meets
         if touch.size == 0:
             continue
-        R = la.cholesky(Js[np.ix_(idx, idx)], lower=False, check_finite=False)
+        R = la.cholesky(_scaled(J, s, idx, idx), lower=False, check_finite=False)
         W = la.solve_triangular(R, block[:, touch], trans="T", check_finite=False)
         schur[np.ix_(touch, touch)] -= W.T @ W
     schur = 0.5 * (schur + schur.T)
     k, d = _pstrf(schur, rank_tol)
     kept.append(hv[k])
     dropped.append(hv[d])
-    sparse = sp.csr_matrix((Js[rows, cols], (rows, cols)), shape=(m, m))
+    sparse = sp.csr_matrix((J[rows, cols] * s[rows] * s[cols], (rows, cols)), shape=(m, m))
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(dropped)), sparse
 
 
@@ -121,9 +130,10 @@ def dependent_rows(
     C : ndarray, shape (keep.size, dropped.size)
         ``X_dropped = C' X_keep`` on the units with ``v > 0``.
     """
-    Js, s = _scaled(J)
-    found = _blocks(Js, rank_tol) if J.shape[0] >= BLOCK_MIN else None
+    s = _scaling(J)
+    found = _blocks(J, s, rank_tol) if J.shape[0] >= BLOCK_MIN else None
     if found is None:
+        Js = _scaled(J, s)
         keep, dropped = (np.sort(v) for v in _pstrf(Js, rank_tol))
     else:
         keep, dropped, sparse = found

@@ -132,6 +132,8 @@ class Evaluator:
             self.lo is not None, self.hi is not None, code, self._rowpos, gram, relax,
             g, xw_acc, conj_acc, J, acc,
         )  # fmt: skip
+        if gram:
+            pick(nb.SYMMETRIZE, Xc.nnz)(J, acc)
         self.fused_passes += 1
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
         return Evaluation(g=g, xw=xw, conj=float(conj_acc.sum()), J=J if gram else None)

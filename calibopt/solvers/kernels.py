@@ -9,6 +9,9 @@
 * :func:`weighted_row_sq`, :func:`weighted_row_abs` — ``sum_i X_ji^2 v_i``, ``sum_i |X_ji| v_i``.
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
 * :func:`row_absmax` — per target, the largest ``|X_ji|``.
+* :func:`to_csc` — CSR to CSC with sorted indices, in parallel blocks of columns (SciPy's
+  ``tocsc`` is serial and scatters every entry to a random place: 1.4-3.7 s against 0.4-0.5 s
+  for the 95.7M non-zeros of the national local-area matrix).
 
 The compiled versions (numba, :mod:`calibopt.solvers._numba_kernels`) run once numba has them
 in its on-disk cache; until then (the first minute on a fresh machine, while a background
@@ -24,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..problem import use_csc_converter
 from ._kernel_cache import numba_ready
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "row_absmax",
     "row_ranges",
     "threads",
+    "to_csc",
     "weighted_gram",
     "weighted_row_abs",
     "weighted_row_sq",
@@ -114,12 +119,10 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
         return _gram_numpy(Xc, v)
     p = Xc.shape[0]
     nchunks = max(1, min(threads(Xc.nnz), int(1.2e9 // max(1, 8 * p * p))))
-    upper = pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, p, nchunks)
-    # indices are sorted, so every pair landed in the upper triangle
-    diag = np.diag(upper).copy()
-    G = upper + upper.T
-    G[np.diag_indices(p)] = diag
-    return G
+    acc = pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, p, nchunks)
+    # indices are sorted, so every pair landed in the upper triangle of some chunk
+    pick(nb.SYMMETRIZE, Xc.nnz)(acc[0], acc[1:])
+    return acc[0]
 
 
 def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -171,6 +174,54 @@ def row_absmax(Xc: sp.csc_matrix) -> np.ndarray:
         np.maximum.at(out, Xc.indices, np.abs(Xc.data))
         return out
     return nb.ROW_ABSMAX(Xc.indices, Xc.data, Xc.shape[0])
+
+
+CSC_BLOCK = 16_384
+"""Columns per block of :func:`to_csc` (its counters and write heads stay in cache)."""
+
+
+def to_csc(M: sp.spmatrix) -> sp.csc_matrix:
+    """``M`` as a CSC matrix with sorted indices (in parallel for a large sorted CSR matrix).
+
+    Parameters
+    ----------
+    M
+        Any ``scipy.sparse`` matrix.
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix
+        The same matrix, CSC, indices sorted within each column.
+    """
+    nb = compiled()
+    fast = (
+        nb is not None
+        and M.format == "csr"
+        and M.nnz >= SERIAL_NNZ
+        and M.data.dtype == np.float64
+        and M.indices.dtype == M.indptr.dtype
+        and M.has_sorted_indices
+    )
+    if not fast:
+        C = M.tocsc()
+        if not C.has_sorted_indices:
+            C = C.copy()
+            C.sort_indices()
+        return C
+    p, n = M.shape
+    # a block costs a binary search per row: keep that far below the non-zeros it moves
+    nblocks = max(1, min(-(-n // CSC_BLOCK), M.nnz // (8 * max(p, 1))))
+    itype = M.indices.dtype
+    ptr = np.zeros(n + 1, dtype=itype)
+    idx = np.empty(M.nnz, dtype=itype)
+    dat = np.empty(M.nnz)
+    nb.CSR_TO_CSC(M.indptr, M.indices, M.data, n, nblocks, ptr, idx, dat)
+    C = sp.csc_matrix((dat, idx, ptr), shape=M.shape, copy=False)
+    C.has_sorted_indices = True
+    return C
+
+
+use_csc_converter(to_csc)
 
 
 def row_ranges(
