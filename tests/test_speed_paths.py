@@ -118,6 +118,7 @@ def test_parallel_gram_and_transpose_equal_scipy(m, monkeypatch):
     ev.set_rows(rows)
     lam = np.zeros(m)
     Jf = ev(lam, 0, gram=True).J
+    np.testing.assert_array_equal(kernels.submatrix(J, rows), J[np.ix_(rows, rows)])
     np.testing.assert_allclose(Jf, ((R @ R.T).toarray())[np.ix_(rows, rows)], rtol=1e-12)
     _kernel_cache._state["ready"] = False
 

@@ -217,3 +217,25 @@ class TestMargins:
         data = self.data.assign(sex=["F", None, "F", "M", "F"])
         with pytest.raises(InvalidProblemError, match=r"missing value\(s\), first at row 1"):
             co.problem_from_margins(data, {"sex": {"F": 8, "M": 6}})
+
+
+def test_effective_bounds_closed_form():
+    # absolute bounds (1, u), ratio bounds (0.5, 3); a unit with d = 0 keeps w = 0 (g = 1)
+    d = np.array([0.0, 1.0, 2.0, 4.0])
+    p = co.CalibrationProblem(
+        np.ones((1, 4)), [7.0], initial_weights=d, bounds=(1.0, [5.0, 5.0, 5.0, 3.0]),
+        ratio_bounds=(0.5, 3.0),
+    )  # fmt: skip
+    lo, hi = p.weight_bounds()
+    np.testing.assert_array_equal(lo, [1.0, 1.0, 1.0, 2.0])
+    np.testing.assert_array_equal(hi, [5.0, 3.0, 5.0, 3.0])
+    glo, ghi = p.g_bounds()
+    np.testing.assert_array_equal(glo, [1.0, 1.0, 0.5, 0.5])
+    np.testing.assert_array_equal(ghi, [1.0, 3.0, 2.5, 0.75])
+    # scalar bounds: the returned arrays are the caller's to change, the problem's are not
+    q = co.CalibrationProblem(np.ones((1, 3)), [3.0], bounds=(0.0, None))
+    lo, hi = q.weight_bounds()
+    lo[:] = 9.0
+    np.testing.assert_array_equal(q.weight_bounds()[0], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(hi, [np.inf] * 3)
+    assert not q.lower.flags.writeable

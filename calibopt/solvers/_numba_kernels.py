@@ -316,6 +316,16 @@ def _csr_to_csc(indptr, indices, data, n, nblocks, out_ptr, out_idx, out_dat):  
                 head[c - c0] = k + 1
 
 
+def _submatrix(J, rows, out):  # pragma: no cover - compiled
+    """``out = J[rows][:, rows]`` (a principal submatrix), row by row in parallel."""
+    m = rows.shape[0]
+    for i in numba.prange(m):
+        src = J[rows[i]]
+        dst = out[i]
+        for j in range(m):
+            dst[j] = src[rows[j]]
+
+
 def _row_absmax(indices, data, p):  # pragma: no cover - compiled
     out = np.zeros(p)
     for a in range(indices.shape[0]):
@@ -328,6 +338,7 @@ def _row_absmax(indices, data, p):  # pragma: no cover - compiled
 EVALUATE = _compile(_evaluate)
 GRAM_UPPER = _compile(_gram_upper)
 SYMMETRIZE = _compile(_symmetrize)
+SUBMATRIX = _compile(_submatrix)
 RMATVEC = _compile(_rmatvec)
 MATVEC = _compile(_matvec)
 ROW_RANGES = _compile(_row_ranges)
@@ -368,6 +379,7 @@ def warm() -> float:
                 )
             acc = GRAM_UPPER[k](indptr, indices, data, f, 2, 1)
             SYMMETRIZE[k](acc[0], acc[1:])
+            SUBMATRIX[k](acc[0], rowpos, np.empty((2, 2)))
             RMATVEC[k](indptr, indices, data, f, np.empty(2))
             MATVEC[k](indptr, indices, data, f, 2, 1, 1)
             ROW_RANGES[k](indptr, indices, data, f * 0.0, f, 2, 1)

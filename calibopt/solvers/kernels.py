@@ -9,6 +9,8 @@
 * :func:`weighted_row_sq`, :func:`weighted_row_abs` — ``sum_i X_ji^2 v_i``, ``sum_i |X_ji| v_i``.
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
 * :func:`row_absmax` — per target, the largest ``|X_ji|``.
+* :func:`submatrix` — a principal submatrix ``J[rows][:, rows]`` of a dense matrix (NumPy's
+  ``J[np.ix_(rows, rows)]`` takes 0.8 s on a 5,951-row Newton matrix; this, 0.1 s).
 * :func:`to_csc` — CSR to CSC with sorted indices, in parallel blocks of columns (SciPy's
   ``tocsc`` is serial and scatters every entry to a random place: 1.4-3.7 s against 0.4-0.5 s
   for the 95.7M non-zeros of the national local-area matrix).
@@ -36,6 +38,7 @@ __all__ = [
     "rmatvec",
     "row_absmax",
     "row_ranges",
+    "submatrix",
     "threads",
     "to_csc",
     "weighted_gram",
@@ -174,6 +177,16 @@ def row_absmax(Xc: sp.csc_matrix) -> np.ndarray:
         np.maximum.at(out, Xc.indices, np.abs(Xc.data))
         return out
     return nb.ROW_ABSMAX(Xc.indices, Xc.data, Xc.shape[0])
+
+
+def submatrix(J: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The principal submatrix ``J[rows][:, rows]`` of a dense square matrix (a new array)."""
+    nb = compiled()
+    if nb is None or rows.size < 64:
+        return J[np.ix_(rows, rows)]
+    out = np.empty((rows.size, rows.size))
+    nb.SUBMATRIX[0](np.ascontiguousarray(J), rows.astype(np.int64, copy=False), out)
+    return out
 
 
 CSC_BLOCK = 16_384

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .evaluate import Evaluation
-from .kernels import weighted_row_sq
+from .kernels import submatrix, weighted_row_sq
 from .linalg import factor_symmetric_psd, matrix_free, solve_symmetric_psd
 
 __all__ = ["LM_SCALE", "LM_WEAK", "NewtonSystem"]
@@ -60,7 +60,7 @@ class NewtonSystem:
                 return self.evaluator.gram(ev.u, ev.g, relax=True)
             return self.evaluator(lam_full, slot, gram=True, relax=True).J
         if J0 is not None:
-            return J0[np.ix_(rows, rows)] if rows.size < J0.shape[0] else J0.copy()
+            return submatrix(J0, rows) if rows.size < J0.shape[0] else J0.copy()
         if ev.J is None:
             ev.J = (
                 self.evaluator.gram(ev.u, ev.g)
