@@ -278,6 +278,23 @@ def _row_ranges(indptr, indices, data, wlo, whi, p, nchunks):  # pragma: no cove
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _csc_block(indptr, indices, data, c0, c1, head, out_idx, out_dat, fill):  # pragma: no cover
+    """One block of :func:`_csr_to_csc`: every entry in columns ``[c0, c1)``, row by row,
+    advances ``head[c - c0]``; with ``fill`` it is also written at the old head."""
+    for r in range(indptr.shape[0] - 1):
+        a1 = indptr[r + 1]
+        for a in range(indptr[r] + np.searchsorted(indices[indptr[r] : a1], c0), a1):
+            c = indices[a]
+            if c >= c1:
+                break
+            k = head[c - c0]
+            if fill:
+                out_idx[k] = r
+                out_dat[k] = data[a]
+            head[c - c0] = k + 1
+
+
 def _csr_to_csc(indptr, indices, data, n, nblocks, out_ptr, out_idx, out_dat):  # pragma: no cover
     """Transpose a CSR matrix with sorted indices into preallocated CSC arrays.
 
@@ -286,34 +303,18 @@ def _csr_to_csc(indptr, indices, data, n, nblocks, out_ptr, out_idx, out_dat):  
     and write heads stay in cache; rows are visited in order, so the output indices are sorted.
     ``out_ptr`` must be zero on entry.
     """
-    p = indptr.shape[0] - 1
     bsize = (n + nblocks - 1) // nblocks
-    for b in numba.prange(nblocks):
+    for b in numba.prange(nblocks):  # counts: the heads are out_ptr[c + 1]
         c0 = b * bsize
         c1 = min(n, c0 + bsize)
-        for r in range(p):
-            a1 = indptr[r + 1]
-            for a in range(indptr[r] + np.searchsorted(indices[indptr[r] : a1], c0), a1):
-                c = indices[a]
-                if c >= c1:
-                    break
-                out_ptr[c + 1] += 1
+        _csc_block(indptr, indices, data, c0, c1, out_ptr[c0 + 1 :], out_idx, out_dat, False)
     for c in range(n):
         out_ptr[c + 1] += out_ptr[c]
     for b in numba.prange(nblocks):
         c0 = b * bsize
         c1 = min(n, c0 + bsize)
         head = out_ptr[c0:c1].copy()
-        for r in range(p):
-            a1 = indptr[r + 1]
-            for a in range(indptr[r] + np.searchsorted(indices[indptr[r] : a1], c0), a1):
-                c = indices[a]
-                if c >= c1:
-                    break
-                k = head[c - c0]
-                out_idx[k] = r
-                out_dat[k] = data[a]
-                head[c - c0] = k + 1
+        _csc_block(indptr, indices, data, c0, c1, head, out_idx, out_dat, True)
 
 
 def _submatrix(J, rows, out):  # pragma: no cover - compiled
