@@ -173,19 +173,21 @@ def prepare(
             "positive `initial_weights` (or use a sparse method such as 'l0-mip')."
         )
     problem.require_consistent_bounds(method, multiplicative=True)
+    every = bool(pos.all())
     glo, ghi = problem.g_bounds()
-    glo, ghi = glo[pos], ghi[pos]
+    if not every:
+        glo, ghi = glo[pos], ghi[pos]
     if dist.needs_bounds and not (np.isfinite(glo).any() or np.isfinite(ghi).any()):
         raise InvalidProblemError(
             f"method {method!r} needs finite bounds on g: give ratio_bounds=(L, U) (e.g. "
             f"(0.5, 2)) or absolute bounds; without bounds use method='linear'."
         )
     dist.check_bounds(glo, ghi)
-    Xc = problem.csc if pos.all() else problem.csc[:, np.flatnonzero(pos)]
+    Xc = problem.csc if every else problem.csc[:, np.flatnonzero(pos)]
     if not Xc.has_sorted_indices:
         Xc = Xc.copy()
         Xc.sort_indices()
-    d = d_all[pos]
+    d = d_all if every else d_all[pos]
     labels = d_units = None
     merged = cells(Xc, glo, ghi) if collapse else None
     if merged is not None:

@@ -192,12 +192,15 @@ def _symmetrize(G_out, G_acc):  # pragma: no cover - compiled
                         G_out[q, r] = G_out[r, q]
 
 
-def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - compiled
+def _gram_upper(indptr, indices, data, v, G_out, G_acc):  # pragma: no cover - compiled
+    """The upper triangle of ``X diag(v) X'``: chunk 0 into ``G_out``, chunk ``c`` into
+    ``G_acc[c - 1]`` (both zeroed here; :func:`_symmetrize` adds them up)."""
     n = indptr.shape[0] - 1
-    acc = np.zeros((nchunks, p, p))
+    nchunks = G_acc.shape[0] + 1
     size = (n + nchunks - 1) // nchunks
     for c in numba.prange(nchunks):
-        G = acc[c]
+        G = G_out if c == 0 else G_acc[c - 1]
+        G[:, :] = 0.0
         start = c * size
         stop = min(n, start + size)
         for i in range(start, stop):
@@ -210,7 +213,6 @@ def _gram_upper(indptr, indices, data, v, p, nchunks):  # pragma: no cover - com
                 xa = data[a] * vi
                 for b in range(a, a1):
                     G[ra, indices[b]] += xa * data[b]
-    return acc
 
 
 def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
@@ -378,9 +380,10 @@ def warm() -> float:
                     np.empty((2, 2)),
                     np.empty((0, 2, 2)),
                 )
-            acc = GRAM_UPPER[k](indptr, indices, data, f, 2, 1)
-            SYMMETRIZE[k](acc[0], acc[1:])
-            SUBMATRIX[k](acc[0], rowpos, np.empty((2, 2)))
+            G, acc = np.empty((2, 2)), np.empty((1, 2, 2))
+            GRAM_UPPER[k](indptr, indices, data, f, G, acc)
+            SYMMETRIZE[k](G, acc)
+            SUBMATRIX[k](G, rowpos, np.empty((2, 2)))
             RMATVEC[k](indptr, indices, data, f, np.empty(2))
             MATVEC[k](indptr, indices, data, f, 2, 1, 1)
             ROW_RANGES[k](indptr, indices, data, f * 0.0, f, 2, 1)

@@ -35,7 +35,7 @@ def newton_exact(
     if p <= min(engine.dense_limit, REDUNDANCY_LIMIT):
         movable = glo < ghi
         free = np.where(movable, engine.d, 0.0)
-        Jfree = weighted_gram(engine.Xc, free)
+        Jfree = weighted_gram(engine.Xc, free, engine.evaluator.scratch)
         if movable.all():
             engine.set_reference_curvature(np.diag(Jfree).copy())  # saves a pass over X
         keep, drop = reduce_redundant_targets(Jfree, T, names)

@@ -18,12 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .distances import Distance, Linear, Logit, Raking, Truncated
-from .kernels import compiled, matvec, pick, rmatvec, threads, weighted_gram
+from .kernels import compiled, gram_chunks, matvec, pick, rmatvec, threads, weighted_gram
 
 __all__ = ["Evaluation", "Evaluator"]
-
-GRAM_MEMORY = 1.2e9
-"""Bytes the per-thread Newton-matrix accumulators may take (fewer threads beyond)."""
 
 
 @dataclass
@@ -71,7 +68,7 @@ class Evaluator:
         self._g = (np.empty(n), np.empty(n))
         self._u = (np.empty(n), np.empty(n))
         self._J: list[np.ndarray | None] = [None, None]
-        self._acc: np.ndarray | None = None
+        self._scratch = np.empty(0)
         self.rows = np.arange(Xc.shape[0])
         self._rowpos = np.arange(Xc.shape[0], dtype=np.int64)
         self.fused_passes = 0
@@ -87,7 +84,17 @@ class Evaluator:
         self._rowpos = np.full(self.Xc.shape[0], -1, dtype=np.int64)
         self._rowpos[rows] = np.arange(rows.size)
         self._J = [None, None]
-        self._acc = None
+
+    def scratch(self, size: int) -> np.ndarray:
+        """A float64 work vector of at least ``size`` entries, kept for later passes.
+
+        Its contents are dead between calls (the threads' private Newton-matrix accumulators
+        live here): one allocation serves every pass, whatever the rows in play, and callers
+        such as :func:`~calibopt.solvers.kernels.weighted_gram` may borrow it.
+        """
+        if self._scratch.size < size:
+            self._scratch = np.empty(size)
+        return self._scratch
 
     def fused(self):
         """The compiled kernels and the distance's code, or None (compose in NumPy)."""
@@ -114,12 +121,11 @@ class Evaluator:
         m = self.rows.size
         nchunks = threads(Xc.nnz)
         if gram:
-            nchunks = max(1, min(nchunks, 1 + int(GRAM_MEMORY // max(1, 8 * m * m))))
+            nchunks = gram_chunks(Xc.nnz, m)
             if self._J[slot] is None:
                 self._J[slot] = np.empty((m, m))
-            if self._acc is None or self._acc.shape[0] != nchunks - 1:
-                self._acc = np.empty((nchunks - 1, m, m))
-            J, acc = self._J[slot], self._acc
+            size = (nchunks - 1) * m * m
+            J, acc = self._J[slot], self.scratch(size)[:size].reshape(nchunks - 1, m, m)
         else:
             J, acc = np.empty((0, 0)), np.empty((0, 0, 0))
         xw_acc = np.empty((nchunks, Xc.shape[0]))

@@ -26,6 +26,8 @@ matters as much as the arithmetic. The fused Newton pass lives in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -34,6 +36,7 @@ from ._kernel_cache import numba_ready
 
 __all__ = [
     "compiled",
+    "gram_chunks",
     "matvec",
     "rmatvec",
     "row_absmax",
@@ -101,7 +104,18 @@ def _gram_numpy(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     return np.asarray((Xc @ sp.diags(v) @ Xc.T).toarray())
 
 
-def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
+GRAM_MEMORY = 1.2e9
+"""Bytes the threads' private copies of a dense Newton/Gram matrix may take together."""
+
+
+def gram_chunks(nnz: int, m: int) -> int:
+    """Threads (each with a private ``m x m`` accumulator) for a Gram pass over ``nnz``."""
+    return max(1, min(threads(nnz), 1 + int(GRAM_MEMORY // max(1, 8 * m * m))))
+
+
+def weighted_gram(
+    Xc: sp.csc_matrix, v: np.ndarray, scratch: Callable[[int], np.ndarray] | None = None
+) -> np.ndarray:
     """Dense ``X diag(v) X'`` for a CSC matrix with sorted indices.
 
     Parameters
@@ -110,6 +124,10 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
         ``scipy.sparse`` CSC matrix of shape ``(p, n)`` with sorted row indices per column.
     v
         Length-``n`` weights.
+    scratch
+        ``scratch(size)`` -> a float64 vector of at least ``size`` entries for the threads'
+        private accumulators (e.g. :meth:`Evaluator.scratch`, reusing memory that later
+        passes need anyway); default: fresh memory.
 
     Returns
     -------
@@ -121,11 +139,14 @@ def weighted_gram(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     if nb is None:
         return _gram_numpy(Xc, v)
     p = Xc.shape[0]
-    nchunks = max(1, min(threads(Xc.nnz), int(1.2e9 // max(1, 8 * p * p))))
-    acc = pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, p, nchunks)
+    nchunks = gram_chunks(Xc.nnz, p)
+    size = (nchunks - 1) * p * p
+    acc = (np.empty(size) if scratch is None else scratch(size)[:size]).reshape(nchunks - 1, p, p)
+    G = np.empty((p, p))
+    pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, G, acc)
     # indices are sorted, so every pair landed in the upper triangle of some chunk
-    pick(nb.SYMMETRIZE, Xc.nnz)(acc[0], acc[1:])
-    return acc[0]
+    pick(nb.SYMMETRIZE, Xc.nnz)(G, acc)
+    return G
 
 
 def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
