@@ -16,7 +16,7 @@ Validation happens here, once, at the boundary: every bad input raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ __all__ = ["CalibrationProblem", "use_csc_converter"]
 
 ArrayLike = Any
 
-_CSC_CONVERTER: list = []
+_CSC_CONVERTER: list[Callable[[sp.spmatrix], sp.csc_matrix]] = []
 
 
 def _per_unit(value: Any, name: str, n: int, default: float) -> np.ndarray:
@@ -50,7 +50,7 @@ def _per_unit(value: Any, name: str, n: int, default: float) -> np.ndarray:
     return broadcast(value, name, n, default)
 
 
-def use_csc_converter(convert) -> None:
+def use_csc_converter(convert: Callable[[sp.spmatrix], sp.csc_matrix]) -> None:
     """Let :attr:`CalibrationProblem.csc` convert with ``convert(matrix) -> csc_matrix``.
 
     The engines register their parallel transposition here when imported

@@ -10,7 +10,7 @@
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
 * :func:`row_absmax` — per target, the largest ``|X_ji|``.
 * :func:`submatrix` — a principal submatrix ``J[rows][:, rows]`` of a dense matrix (NumPy's
-  ``J[np.ix_(rows, rows)]`` takes 0.8 s on a 5,951-row Newton matrix; this, 0.1 s).
+  ``J[np.ix_(rows, rows)]`` takes 0.8 s on a 5,951-row Newton matrix; this, 0.3 s).
 * :func:`to_csc` — CSR to CSC with sorted indices, in parallel blocks of columns (SciPy's
   ``tocsc`` is serial and scatters every entry to a random place: 1.4-3.7 s against 0.4-0.5 s
   for the 95.7M non-zeros of the national local-area matrix).
