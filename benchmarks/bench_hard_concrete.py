@@ -41,6 +41,7 @@ Each measured run is a child process (peak memory is per process); wrap the whol
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -53,6 +54,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _hard_concrete import first_hit, timed_run  # noqa: E402
+
 VENVS = Path(os.environ.get("CALIBOPT_PEER_VENVS", HERE / "_venvs"))
 PEERS = ("l0-python", "microcalibrate")
 GIB = 2**30
@@ -108,8 +112,6 @@ def epoch_bytes(m: int, n: int, nnz: int, itemsize: int) -> int:
 def child_ours(args) -> dict:
     import torch
 
-    import calibopt as co
-
     if args.threads:
         torch.set_num_threads(args.threads)
     p, t_build = build_problem(args.problem)
@@ -121,38 +123,26 @@ def child_ours(args) -> dict:
     out["device"] = args.device
     out["dtype"] = args.dtype
     print("PARTIAL " + json.dumps(out), flush=True)
-    t = time.perf_counter()
-
-    def report(ev: dict) -> None:  # progress for the parent, in case the polish overruns
-        keys = ("epoch", "live", "max_rel_error", "mean_rel_error")
-        row = {k: ev[k] for k in keys} | {"elapsed": time.perf_counter() - t}
-        print("EVAL " + json.dumps(row), flush=True)
-
-    r = co.calibrate(
+    r, out["wall_seconds"], _ = timed_run(
         p,
-        method="hard-concrete",
+        emit=functools.partial(print, flush=True),
         epochs=args.epochs,
         lambda_l0=args.lambda_l0,
         lr=args.lr,
-        eval_every=5,
-        patience=10**6,
-        progress=False,
         threads=args.threads or None,
-        callback=report,
         device=args.device,
         dtype=args.dtype,
     )
-    out["wall_seconds"] = time.perf_counter() - t
     hc = r.info["hard_concrete"]
     h = r.info["history"]
-    hit = h.loc[h["mean_rel_error"] <= 0.01, "epoch"]
+    hit = first_hit(h.to_dict("records"), "mean_rel_error", 0.01)
     pol = r.info["polish"]
     out.update(
         seconds_per_epoch=hc["seconds_per_epoch"],
         epochs=hc["epochs"],
         setup_seconds=r.timings["setup"],
         polish_seconds=pol["seconds"],
-        epochs_to_1pct_mean=None if hit.empty else int(hit.iloc[0]),
+        epochs_to_1pct_mean=None if hit is None else int(hit["epoch"]),
         best_epoch=hc["best_epoch"],
         device_bytes=hc["device_bytes"],
         threads=hc["threads"],
@@ -240,13 +230,13 @@ def _from_evals(ours: dict) -> None:
     """Training figures from the evaluations a timed-out child reported (per-epoch seconds
     then include the evaluations every 5 epochs: an upper bound)."""
     ev = ours["evals"]
-    hit = [e["epoch"] for e in ev if e["mean_rel_error"] <= 0.01]
+    hit = first_hit(ev, "mean_rel_error", 0.01)
     last = ev[-1]
     fit = {k: last[k] for k in ("max_rel_error", "mean_rel_error")} | {"nnz": last["live"]}
     ours.update(
         seconds_per_epoch=last["elapsed"] / last["epoch"],
         epochs=last["epoch"],
-        epochs_to_1pct_mean=hit[0] if hit else None,
+        epochs_to_1pct_mean=None if hit is None else hit["epoch"],
         best_epoch=None,
         device_bytes=float("nan"),
         threads=None,
