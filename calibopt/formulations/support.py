@@ -5,7 +5,8 @@
   default) that meet every band within the bounds;
 * :func:`polish_support` — ``hard-concrete``'s polish: the same re-solve started from the
   gradient method's weights, with a *repair* that adds back the most promising dropped units
-  (25% of the support at a time, each attempt screened by a phase-1 LP) until it succeeds.
+  (25% of the support at a time, each repaired support screened by a phase-1 LP) until it
+  succeeds.
 
 Both call the distance methods through the registry (:func:`run_method`).
 """
@@ -192,9 +193,7 @@ def _solve_on(
         if lp_first:
             band_lo, band_hi = problem.target_bands()
             lo, hi = sub.weight_bounds()
-            lp_certificate(
-                sub.csc, band_lo, band_hi, lo, hi, problem.target_names, stop_early=True
-            )
+            lp_certificate(sub.csc, band_lo, band_hi, lo, hi, problem.target_names, stop_early=True)
         # a dense Newton system up to 8,192 targets: it detects the redundant targets of
         # nested geographies (national = sum of states = sum of districts) that leave the
         # matrix-free (CG) system singular
@@ -255,7 +254,11 @@ def polish_support(
         if support.size == 0:
             attempts.append({"support": 0, "status": "skipped", "message": "no unit selected"})
         else:
-            res, err = _solve_on(problem, start, support, method, lp_first=pool.size > 0)
+            # the trained support goes straight to Newton (seconds when it can meet the
+            # targets, as at national scale, where the LP screen on 57,000 units ran for
+            # minutes); the LP screens the repaired supports, which often cannot
+            screen = pool.size > 0 and len(attempts) > 0
+            res, err = _solve_on(problem, start, support, method, lp_first=screen)
             attempts.append(
                 {
                     "support": int(support.size),
