@@ -222,3 +222,33 @@ def test_local_area_problem_sparse_newton_system():
         other = co.calibrate(p, method="linear", solver="CLARABEL")
     assert r.objective <= other.objective * (1 + 1e-9)
     assert other.objective == pytest.approx(r.objective, rel=1e-6)
+
+
+def test_cvxpy_route_leaves_out_dependent_exact_targets():
+    # nested geographies: a category per area and every state and national row depend on the
+    # others; the cvxpy model keeps an independent set, and both routes give the same optimum
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_dependence import nested_matrix
+
+    from calibopt.formulations.distance_cvxpy import build
+
+    X, d = nested_matrix(0)
+    T = X @ (d * np.random.default_rng(1).uniform(0.8, 1.25, d.size))
+    p = co.CalibrationProblem(X, T, initial_weights=d)
+    model = build(p, "linear")
+    rows = sum(c.size for c in model.constraints if c.__class__.__name__ == "Equality")
+    assert rows == 3 * 120  # count, income and one category per district
+    for method in ("linear", "raking"):
+        ref = co.calibrate(p, method=method)
+        r = co.calibrate(p, method=method, solver="CLARABEL", fallback=None)
+        assert r.status == "optimal"
+        np.testing.assert_allclose(r.weights, ref.weights, rtol=1e-6, atol=1e-9 * d.max())
+    # a dependent target whose total contradicts the others is named, not handed to the solver
+    T_bad = T.copy()
+    T_bad[-1] *= 1.01  # the national second category: no longer the sum of the districts'
+    bad = co.CalibrationProblem(X, T_bad, initial_weights=d)
+    with pytest.raises(co.InfeasibleError, match="contradictory targets"):
+        co.calibrate(bad, method="linear", solver="CLARABEL", fallback=None)

@@ -6,7 +6,10 @@ The program, in ``g = w / d`` over units with ``d > 0`` (``D = sum d``)::
     subject to  b_j - tol_j |b_j| <= (X w)_j <= b_j + tol_j |b_j|   (hard targets)
                 L_i <= g_i <= U_i                                   (ratio and absolute bounds)
 
-a QP for the chi-square distances, an exponential-cone program for raking and logit.
+a QP for the chi-square distances, an exponential-cone program for raking and logit. Exact
+targets that are linear combinations of other exact targets (nested geographies) are left out
+of the model, as the Newton path leaves them out of its system, once their totals are checked
+to agree: met kept targets meet them too, and interior-point solvers see a full-rank system.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from ..problem import CalibrationProblem
 from ..result import CalibrationResult
 from ..solvers.cvx import resolve_solver, solve_model
 from ..solvers.distances import Distance, get_distance
-from ..solvers.kernels import weighted_row_abs
+from ..solvers.feasibility import reduce_redundant_targets
+from ..solvers.kernels import weighted_gram, weighted_row_abs
+from ..solvers.newton import REDUNDANCY_LIMIT
 from .distance_prepare import Prepared, penalty_scale, prepare
 
 __all__ = ["build", "solve_cvxpy"]
@@ -56,7 +61,7 @@ def _model(problem: CalibrationProblem, prep: Prepared, penalty: float | None):
         objective = objective + 0.5 * penalty * cp.sum_squares((sp.diags(s / ps) @ As) @ g - b / ps)
     else:
         lo_b, hi_b = (prep.scaled(v) for v in problem.target_bands())
-        eq = np.flatnonzero(lo_b == hi_b)
+        eq = _independent(problem, prep, np.flatnonzero(lo_b == hi_b), b)
         band = np.flatnonzero(lo_b != hi_b)
         if eq.size:
             cons["eq"] = (eq, As[eq] @ g == b[eq] / s[eq])
@@ -67,6 +72,23 @@ def _model(problem: CalibrationProblem, prep: Prepared, penalty: float | None):
             constraints += [cons["hi"][1], cons["lo"][1]]
     model = cp.Problem(cp.Minimize(objective), constraints)
     return model, g, cons, s, D
+
+
+def _independent(problem: CalibrationProblem, prep: Prepared, eq: np.ndarray, b: np.ndarray):
+    """The exact targets ``eq`` less those linearly dependent on the others.
+
+    Nested geographies make exact targets dependent (a state's total is the sum of its
+    districts'); interior-point solvers then stall (Clarabel: "InsufficientProgress" on the
+    80,000-unit synthetic country). The dependent rows are found as the Newton path finds them
+    (pivoted Cholesky of ``X D X'``); their totals must agree with the kept ones, else
+    :class:`~calibopt.errors.InfeasibleError` names them. Met kept rows meet them too.
+    """
+    if eq.size < 2 or eq.size > REDUNDANCY_LIMIT:
+        return eq
+    J = weighted_gram(prep.Xc, prep.d)
+    names = [problem.target_names[j] for j in eq]
+    keep, _ = reduce_redundant_targets(J[np.ix_(eq, eq)], b[eq], names)
+    return eq[keep]
 
 
 def build(
@@ -87,7 +109,8 @@ def build(
     Returns
     -------
     cvxpy.Problem
-        Its variable ``g`` (named ``"g"``) holds ``w / d`` for the units with ``d > 0``.
+        Its variable ``g`` (named ``"g"``) holds ``w / d`` for the units with ``d > 0``; exact
+        targets dependent on others are not among its constraints (see the module docstring).
     """
     dist = get_distance(distance)
     return _model(problem, prepare(problem, dist, dist.name), penalty)[0]
