@@ -166,7 +166,42 @@ def test_json_of_allocate(tmp_path, capsys):
     assert np.isfinite(pd.read_csv(tmp_path / "a.csv")["est_grant_basic"]).all()
 
 
-def test_ctrl_c_stops_a_study_at_once_and_keeps_its_rows(tmp_path):
+def _descendants(pid: int) -> set[int]:
+    """Live (non-zombie) descendants of ``pid``, from /proc."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent[int(entry.name)] = int(fields[1])
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found.update(kids)
+        todo += kids
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    out = set()
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(p)
+    return out
+
+
+@pytest.mark.parametrize(
+    "sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_ctrl_c_stops_a_study_at_once_and_keeps_its_rows(tmp_path, sig, code):
     out = tmp_path / "study"
     command = (
         "compare survey-margins:tiny sparse-recovery:medium --methods linear,l0-mip "
@@ -183,13 +218,20 @@ def test_ctrl_c_stops_a_study_at_once_and_keeps_its_rows(tmp_path):
     while not (out / "study.csv").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)  # the survey rows are done: l0-mip on the medium blocks runs now
     time.sleep(0.5)
+    children = _descendants(proc.pid)  # the pebble workers (and the forkserver)
+    assert children
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - t0 < 10  # the running worker was stopped, not waited for
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
+    deadline = time.monotonic() + 10
+    while _alive(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(children)  # no worker left running its task
     kept = pd.read_csv(out / "study.csv")
-    assert f"interrupted: {len(kept)} pair(s) finished (the same command resumes it)" in err
+    if sig == signal.SIGINT:
+        assert f"interrupted: {len(kept)} pair(s) finished (the same command resumes it)" in err
     assert "sparse-recovery-medium" not in set(kept["instance"])
     first = kept.iloc[0]
     assert (first["instance"], first["method"], first["status"]) == (
