@@ -11,6 +11,8 @@ a record label is the generic ``calibrate(..., blocks=labels)``
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Any
 
@@ -22,17 +24,20 @@ from ..problem import CalibrationProblem
 from ..result import CalibrationResult
 from ..solvers.cvx import cvxpy_model
 from ..solvers.domain import sparse_domain
-from ..solvers.highs import highs_model, solve_highs
+from ..solvers.highs import HighsOutcome, highs_model, solve_highs
 from ..solvers.loss import DEFAULT_EPS
 from ..validate import integer, number, optional_text
 from .l0_backends import run_cvxpy, run_gurobi
 from .l0_model import L0Model, build_l0_model
-from .l0_start import shrink_start
+from .l0_start import root_bound, shrink_start, vertex_start
 from .l0_start import warm_start as _warm_start
 from .registry import register_method
 from .support import refit_support
 
 __all__ = ["build", "solve"]
+
+# the MIP is judged stuck, or not, after max(seconds, share of the time left)
+STUCK_AFTER = (5.0, 0.2)
 
 _MODEL_OPTIONS = (
     "objective",
@@ -158,6 +163,95 @@ def _check_options(time_limit, node_limit, mip_gap, warm_start_iter, refit, thre
     )
 
 
+def _left(t_start: float, time_limit: float | None) -> float | None:
+    """Seconds left of ``time_limit`` (at least 1), or None without a limit."""
+    if time_limit is None:
+        return None
+    return max(1.0, time_limit - (time.perf_counter() - t_start))
+
+
+def _workers(threads: int | None) -> int:
+    """Parallel rounds of the vertex search: ``threads``, or the cores available (at most 4)."""
+    if threads is not None:
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
+def _interrupt_when_stuck(h: Any, after: float, count: float, root: float) -> threading.Event:
+    """Stop the MIP in ``h`` once it has run ``after`` seconds with no progress: its incumbent
+    no smaller than the start's ``count`` and its bound not above the root LP's. The event
+    returned is set when it did."""
+    stuck = threading.Event()
+    decided = threading.Event()
+
+    def check(e: Any) -> None:
+        data = e.data_out
+        if decided.is_set() or data.running_time < after:
+            return
+        decided.set()
+        if data.mip_primal_bound >= count - 0.5 and data.mip_dual_bound <= root + 1e-6:
+            stuck.set()
+            e.interrupt()
+
+    h.cbMipInterrupt.subscribe(check)
+    return stuck
+
+
+def _restart_smaller(problem, model, out, start_w, run_mip, search_info, left, opts):
+    """After a first MIP without a proof: a vertex search from the best valid support, and a
+    second MIP for the time left, from what it finds (or from the best support when it finds
+    none). Returns the start, the MIP outcome and what was done."""
+    seconds, refit, threads, seed, extra = (
+        opts[k] for k in ("seconds", "refit", "threads", "seed", "extra")
+    )
+    candidates, _ = _candidates(problem, model, out, start_w, refit, False)
+    valid = [w for _, w in candidates if check_weights(problem, w, sparse=True).ok]
+    time_left = left() or 0.0
+    if not valid or time_left <= 2.0:
+        return start_w, out, {}
+    best = min(valid, key=np.count_nonzero)
+    bound = search_info.get("root_lp_bound", -np.inf)
+    if np.isfinite(out.bound):
+        bound = max(bound, out.bound)
+    options = {
+        "mip_feasibility_tolerance": 1e-9,
+        "primal_feasibility_tolerance": 1e-9,
+        **({} if threads is None else {"threads": threads}),
+        **{k: v for k, v in extra.items() if k.endswith("_tolerance") or k == "threads"},
+    }
+    found, info = vertex_start(
+        problem,
+        model,
+        best,
+        bound=bound,
+        seconds=min(seconds, 0.7 * time_left),
+        refit=refit,
+        workers=_workers(threads),
+        seed=seed,
+        options=options,
+    )
+    # the MIP goes on for the time left, from the smaller support when one was found
+    restart = best if found is None else found
+    again = run_mip(model.start_from_weights(problem, restart), left())
+    info["mip_first"] = {
+        "seconds": out.seconds,
+        "nodes": out.nodes,
+        "bound": out.bound,
+        "status": out.status,
+    }
+    again.seconds += out.seconds
+    if again.nodes >= 0 and out.nodes >= 0:
+        again.nodes += out.nodes
+    if np.isfinite(out.bound) and not out.bound <= again.bound:  # both runs bound the count
+        again.bound = out.bound
+        if again.has_solution:
+            again.gap = max(0.0, (again.objective - out.bound) / max(abs(again.objective), 1e-9))
+    if again.has_solution or not out.has_solution:
+        return restart, again, info
+    return restart, out, info
+
+
 @register_method(
     "l0-mip",
     aliases=("l0", "mip"),
@@ -187,6 +281,7 @@ def solve(
     warm_start: bool | np.ndarray = True,
     warm_start_iter: int = 5,
     support_search: float = 10.0,
+    vertex_search: float = 40.0,
     heuristic_effort: float = 0.05,
     highs_options: dict[str, Any] | None = None,
     refit: str | None = "linear",
@@ -234,6 +329,16 @@ def solve(
         Seconds (at most a quarter of the time left) for a local search that shrinks the warm
         start's support before the MIP: drop one record, or two for one, each move checked by an LP
         (:func:`calibopt.solvers.support_search.shrink_support`); 0 switches it off.
+    vertex_search
+        Seconds (at most 70% of the time left) for a random-vertex neighbourhood search when
+        HiGHS is stuck: after a fifth of the time left (at least 5 s) with neither a smaller
+        support than the start nor a bound above the root LP's, the MIP is stopped and the
+        LP relaxation with the cut-off ``sum N <= K - 1`` is solved for random costs and HiGHS
+        searches each vertex's support for a smaller valid one
+        (:func:`calibopt.solvers.vertex_search.vertex_search`; parallel rounds, one per
+        ``threads`` or per core up to 4). The MIP then restarts from the smaller support found
+        (or from the best one). HiGHS only, with a ``time_limit`` and no ``node_limit`` (it is
+        timed); 0 switches it off. A MIP that makes progress runs its whole time as before.
     heuristic_effort
         HiGHS's ``mip_heuristic_effort`` (share of the work spent in primal heuristics).
     highs_options
@@ -259,6 +364,7 @@ def solve(
         time_limit, node_limit, mip_gap, warm_start_iter, refit, threads, seed
     )
     support_search = number("support_search", support_search, low=0.0)
+    vertex_search = number("vertex_search", vertex_search, low=0.0)
     heuristic_effort = number("heuristic_effort", heuristic_effort, low=0.0, high=1.0)
     if max_records is not None:
         max_records = integer("max_records", max_records, low=0)
@@ -291,26 +397,43 @@ def solve(
     )
     timings["support_search"] = time.perf_counter() - t0
     start = None if start_w is None else model.start_from_weights(problem, start_w)
-    remaining = None
-    if time_limit is not None:
-        remaining = max(1.0, time_limit - (time.perf_counter() - t_start))
-    if solver is None or solver.lower() == "highs":
-        opts = _highs_options(
-            model,
-            mip_gap,
-            remaining,
-            node_limit,
-            threads,
-            seed,
-            verbose,
-            heuristic_effort,
-            _mapping("highs_options", highs_options),
-        )
-        out = solve_highs(highs_model(model.lp, options=opts), start=start)
-    elif solver.lower() == "gurobi":
-        out = run_gurobi(model, start, remaining, threads, seed, verbose)
+    extra = _mapping("highs_options", highs_options)
+
+    def run_mip(start_x: np.ndarray | None, seconds: float | None) -> HighsOutcome:
+        if solver is None or solver.lower() == "highs":
+            opts = _highs_options(
+                model, mip_gap, seconds, node_limit, threads, seed, verbose, heuristic_effort, extra
+            )
+            return solve_highs(highs_model(model.lp, options=opts), start=start_x)
+        if solver.lower() == "gurobi":
+            return run_gurobi(model, start_x, seconds, threads, seed, verbose)
+        return run_cvxpy(model, solver, start_x, seconds, verbose)
+
+    remaining = _left(t_start, time_limit)
+    highs = solver is None or solver.lower() == "highs"
+    # the vertex search runs when HiGHS is stuck (time-limited runs only)
+    staged = highs and vertex_search > 0 and not soft and remaining is not None
+    staged = staged and node_limit is None
+    vertex_info: dict[str, Any] = {}
+    if not staged:
+        out = run_mip(start, remaining)
     else:
-        out = run_cvxpy(model, solver, start, remaining, verbose)
+        opts = _highs_options(
+            model, mip_gap, remaining, node_limit, threads, seed, verbose, heuristic_effort, extra
+        )
+        h = highs_model(model.lp, options=opts)
+        if "root_lp_bound" not in search_info:
+            search_info["root_lp_bound"] = root_bound(model)
+        count = np.inf if start_w is None else np.count_nonzero(start_w)
+        after = min(remaining, max(STUCK_AFTER[0], STUCK_AFTER[1] * remaining))
+        stuck = _interrupt_when_stuck(h, after, count, search_info["root_lp_bound"])
+        out = solve_highs(h, start=start)
+        if stuck.is_set():
+            opts = dict(seconds=vertex_search, refit=refit, threads=threads, seed=seed or 0)
+            start_w, out, vertex_info = _restart_smaller(
+                problem, model, out, start_w, run_mip, search_info,
+                lambda: _left(t_start, time_limit), {**opts, "extra": extra},
+            )  # fmt: skip
     timings["mip"] = out.seconds
     if out.infeasible:
         raise InfeasibleError(
@@ -341,6 +464,7 @@ def solve(
         "warm_start_nnz": warm_nnz,
         "weights_from": label,
         **search_info,
+        **vertex_info,
         "model": model.stats,
         "objective": objective,
         **out.extra,

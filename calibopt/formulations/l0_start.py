@@ -5,6 +5,8 @@ hand to the MIP as its first incumbent: the user's array, or the reweighted-L1 s
 exactly; then, for the count objective, :func:`calibopt.solvers.support_search.shrink_support`
 removes records by drop and two-for-one moves (each checked by an LP) and the smaller support is
 re-fitted. A shrunk support replaces the start only when its re-fitted weights are valid.
+:func:`vertex_start` gives a smaller support to restart the MIP from, when the MIP stops short
+of a proof (:mod:`calibopt.solvers.vertex_search`), under the same rule.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from ..solvers.highs import highs_model, solve_highs
 from ..solvers.linear_program import LinearProgram
 from ..solvers.reweighted_l1 import reweighted_l1
 from ..solvers.support_search import SupportSearch, shrink_support
+from ..solvers.vertex_search import vertex_search
 from .l0_model import L0Model
 from .support import refit_iterates, refit_support
 
-__all__ = ["search_support", "shrink_start", "warm_start"]
+__all__ = ["search_support", "shrink_start", "vertex_start", "warm_start"]
 
 
 def warm_start(problem, model: L0Model, start, iterations: int, refit) -> np.ndarray | None:
@@ -130,6 +133,12 @@ def shrink_start(
     }
     if search.counts.sum() >= np.count_nonzero(start_w):
         return start_w, info
+    valid = _valid(problem, w, refit)
+    return (start_w if valid is None else valid), info
+
+
+def _valid(problem: CalibrationProblem, w: np.ndarray, refit: str | None) -> np.ndarray | None:
+    """``w``'s support re-fitted (or ``w`` itself) when the weights meet every band and bound."""
     candidates = []
     if refit:
         fitted, _ = refit_support(problem, np.flatnonzero(w), method=refit)
@@ -138,5 +147,53 @@ def shrink_start(
     candidates.append(w)
     for cand in candidates:
         if check_weights(problem, cand, sparse=True).ok:
-            return cand, info
-    return start_w, info
+            return cand
+    return None
+
+
+def vertex_start(
+    problem: CalibrationProblem,
+    model: L0Model,
+    weights: np.ndarray,
+    *,
+    bound: float,
+    seconds: float,
+    refit: str | None,
+    workers: int,
+    seed: int,
+    options: dict[str, Any],
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Valid weights on fewer records than ``weights`` (valid themselves) by
+    :func:`calibopt.solvers.vertex_search.vertex_search`, or None; and what the search did.
+
+    ``bound`` is a lower bound on the count (the MIP's dual bound or the root LP's): the
+    search stops at its ceiling.
+    """
+    count = int(np.count_nonzero(weights))
+    stop_at = int(np.ceil(bound - 1e-6)) if np.isfinite(bound) else None
+    if seconds <= 0 or (stop_at is not None and count <= stop_at):
+        return None, {}
+    search = vertex_search(
+        model.lp,
+        model.n_classes,
+        count,
+        time_limit=seconds,
+        stop_at=stop_at,
+        workers=workers,
+        options=options,
+        seed=seed,
+    )
+    info = {
+        "vertex_search_nnz": search.count,
+        "vertex_search_rounds": search.rounds,
+        "vertex_search_seconds": search.seconds,
+        "vertex_search_stopped": search.stopped,
+    }
+    if search.x is None:
+        return None, info
+    w = model.weights_from_solution(search.x)
+    w = np.clip(w, np.minimum(model.domain.hull_lower, 0), np.maximum(model.domain.hull_upper, 0))
+    valid = _valid(problem, w, refit)
+    if valid is None or np.count_nonzero(valid) >= count:
+        return None, info
+    return valid, info

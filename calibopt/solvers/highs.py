@@ -119,6 +119,9 @@ class HighsOutcome:
         Primal objective, best dual bound (MIP) and relative gap (MIP; 0 for an LP optimum).
     nodes, iterations : int
     seconds : float
+    failed : bool
+        HiGHS refused to run (an error before any solve, e.g. a thread count its scheduler
+        cannot take).
     """
 
     status: str
@@ -134,6 +137,7 @@ class HighsOutcome:
     iterations: int
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
 
 
 def solve_highs(h: Any, *, start: np.ndarray | None = None) -> HighsOutcome:
@@ -151,11 +155,11 @@ def solve_highs(h: Any, *, start: np.ndarray | None = None) -> HighsOutcome:
         # plain blocking run instead.
         h.HandleKeyboardInterrupt = True
         try:
-            h.solve()
+            run_status = h.solve()
         except KeyboardInterrupt:  # pragma: no cover - depends on timing
-            pass
+            run_status = None
     else:
-        h.run()
+        run_status = h.run()
     seconds = time.perf_counter() - t0
     ms = h.getModelStatus()
     MS = highspy.HighsModelStatus
@@ -187,4 +191,5 @@ def solve_highs(h: Any, *, start: np.ndarray | None = None) -> HighsOutcome:
         nodes=int(max(info.mip_node_count, 0)),
         iterations=int(max(info.simplex_iteration_count, 0)),
         seconds=seconds,
+        failed=run_status == highspy.HighsStatus.kError and ms == MS.kNotset,
     )
