@@ -21,8 +21,8 @@ cut-off change between rounds (hot-started dual simplex).
 Why it pays: on the benchmark blocks the LP bound with the cover rows is often the optimum
 (1,000 records x 30 targets: 53), so what keeps the MIP from a proof is an incumbent of that
 size. Local search by exchanges stalls one record above it and the branch-and-bound of HiGHS
-finds none in minutes; about one random vertex in 20-40 holds one in its neighbourhood (one
-seed, 2 cores: 53 found after 20-33 rounds, 15-28 s, in 6 of 8 screening runs of 40 s).
+finds none in minutes; about one random vertex in 20-40 holds one in its neighbourhood (2
+threads on 2 cores: 53 found after 21-33 rounds, 19-28 s, in 3 of 4 screening runs of 40 s).
 Bigger neighbourhoods (two vertices' supports, or 10-20 classes added by reduced cost) make the
 neighbourhood MIPs time out and found none.
 """
