@@ -18,7 +18,7 @@ import calibopt.solvers.vertex_search as vs_module
 from calibopt.fit import check_weights
 from calibopt.formulations.l0_model import build_l0_model
 from calibopt.formulations.l0_start import root_bound
-from calibopt.solvers.highs import _highspy, highs_model
+from calibopt.solvers.highs import _highspy, highs_model, solve_highs
 from calibopt.solvers.vertex_search import vertex_search
 
 
@@ -87,6 +87,29 @@ def test_a_refused_run_ends_the_search_at_once(monkeypatch, refuse):
     assert out.stopped == "solver error"
     assert out.rounds == 1 and out.x is None and out.seconds < 5
     assert built == ([False] if refuse == "relaxation" else [False, True])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_ends_the_search_with_what_it_found(monkeypatch, workers):
+    p = random_problem(40, 5, 11, tol=0.05)
+    model = build_l0_model(p)
+    calls = []
+
+    def solve_then_interrupt(h, **kw):
+        calls.append(1)
+        if len(calls) > 3:  # Ctrl-C during the fourth neighbourhood MIP
+            raise KeyboardInterrupt
+        return solve_highs(h, **kw)
+
+    monkeypatch.setattr(vs_module, "solve_highs", solve_then_interrupt)
+    out = vertex_search(model.lp, model.n_classes, 40, time_limit=60, workers=workers, seed=1)
+    assert out.stopped == "interrupted" and out.seconds < 10
+    # every worker stopped: at most one more neighbourhood per other worker after the signal
+    assert len(calls) <= 3 + workers
+    if out.x is not None:
+        w = model.weights_from_solution(out.x)
+        assert np.count_nonzero(w) == out.count < 40
+        assert feasible_on(p, np.flatnonzero(w))
 
 
 def test_parallel_workers_find_valid_supports():

@@ -233,6 +233,8 @@ def _restart_smaller(problem, model, out, start_w, run_mip, search_info, left, o
     )
     # the MIP goes on for the time left, from the smaller support when one was found
     restart = best if found is None else found
+    if info.get("vertex_search_stopped") == "interrupted":  # Ctrl-C: no second MIP
+        return restart, out, info
     again = run_mip(model.start_from_weights(problem, restart), left())
     info["mip_first"] = {
         "seconds": out.seconds,
@@ -399,12 +401,15 @@ def solve(
     start = None if start_w is None else model.start_from_weights(problem, start_w)
     extra = _mapping("highs_options", highs_options)
 
+    def highs_for(seconds: float | None) -> Any:
+        opts = _highs_options(
+            model, mip_gap, seconds, node_limit, threads, seed, verbose, heuristic_effort, extra
+        )
+        return highs_model(model.lp, options=opts)
+
     def run_mip(start_x: np.ndarray | None, seconds: float | None) -> HighsOutcome:
         if solver is None or solver.lower() == "highs":
-            opts = _highs_options(
-                model, mip_gap, seconds, node_limit, threads, seed, verbose, heuristic_effort, extra
-            )
-            return solve_highs(highs_model(model.lp, options=opts), start=start_x)
+            return solve_highs(highs_for(seconds), start=start_x)
         if solver.lower() == "gurobi":
             return run_gurobi(model, start_x, seconds, threads, seed, verbose)
         return run_cvxpy(model, solver, start_x, seconds, verbose)
@@ -418,10 +423,7 @@ def solve(
     if not staged:
         out = run_mip(start, remaining)
     else:
-        opts = _highs_options(
-            model, mip_gap, remaining, node_limit, threads, seed, verbose, heuristic_effort, extra
-        )
-        h = highs_model(model.lp, options=opts)
+        h = highs_for(remaining)
         if "root_lp_bound" not in search_info:
             search_info["root_lp_bound"] = root_bound(model)
         count = np.inf if start_w is None else np.count_nonzero(start_w)

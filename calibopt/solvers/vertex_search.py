@@ -62,7 +62,7 @@ class VertexSearch:
     stopped : str
         ``"bound reached"``, ``"time limit"``, ``"round limit"``, ``"relaxation
         infeasible"`` (no support of ``U`` records exists even fractionally, i.e. the start
-        is optimal) or ``"solver error"`` (HiGHS refused to run).
+        is optimal), ``"solver error"`` (HiGHS refused to run) or ``"interrupted"`` (Ctrl-C).
     """
 
     x: np.ndarray | None
@@ -231,16 +231,23 @@ def vertex_search(
     relax = replace(full, integer=None)
     threads = {"threads": opts["threads"]} if "threads" in opts else {}
     lps = [highs_model(relax, options=threads) for _ in range(workers)]
+    # Ctrl-C ends the search with what it found (the other workers end their round first)
     if workers <= 1:
-        _worker(lps[0], full, C, shared, round_limit, opts, seed)
+        try:
+            _worker(lps[0], full, C, shared, round_limit, opts, seed)
+        except KeyboardInterrupt:
+            shared.stop("interrupted")
     else:
         with ThreadPoolExecutor(workers) as pool:
             futures = [
                 pool.submit(_worker, lps[k], full, C, shared, round_limit, opts, seed + k)
                 for k in range(workers)
             ]
-            for f in futures:
-                f.result()
+            try:
+                for f in futures:
+                    f.result()
+            except KeyboardInterrupt:
+                shared.stop("interrupted")
     return VertexSearch(
         x=shared.x,
         count=shared.count,
