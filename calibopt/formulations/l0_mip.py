@@ -91,10 +91,7 @@ def _candidates(problem, model, out, start_w, refit, soft) -> tuple[list, str]:
     candidates: list[tuple[str, np.ndarray]] = []
     note = ""
     if out.has_solution and out.x is not None:
-        w = model.weights_from_solution(out.x)
-        w = np.clip(
-            w, np.minimum(model.domain.hull_lower, 0), np.maximum(model.domain.hull_upper, 0)
-        )
+        w = model.hull_weights(out.x)
         if refit and (not soft or check_weights(problem, w, sparse=True).targets_ok):
             fitted, note = refit_support(problem, np.flatnonzero(w), method=refit)
             if fitted is not None:

@@ -112,6 +112,14 @@ class L0Model:
             x[2 * C + m :] = np.maximum(self.domain.band_lower - est, 0.0)  # s-
         return x / self.col_scale
 
+    def hull_weights(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`weights_from_solution` clipped to each record's implied hull (a MIP solution
+        may step outside it by the solver's tolerance)."""
+        w = self.weights_from_solution(x)
+        return np.clip(
+            w, np.minimum(self.domain.hull_lower, 0), np.maximum(self.domain.hull_upper, 0)
+        )
+
     def weights_from_solution(self, x: np.ndarray) -> np.ndarray:
         """Record weights from a MIP solution: class totals split evenly over kept copies."""
         C = self.n_classes

@@ -191,9 +191,7 @@ def vertex_start(
     }
     if search.x is None:
         return None, info
-    w = model.weights_from_solution(search.x)
-    w = np.clip(w, np.minimum(model.domain.hull_lower, 0), np.maximum(model.domain.hull_upper, 0))
-    valid = _valid(problem, w, refit)
+    valid = _valid(problem, model.hull_weights(search.x), refit)
     if valid is None or np.count_nonzero(valid) >= count:
         return None, info
     return valid, info

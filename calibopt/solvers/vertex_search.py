@@ -164,7 +164,9 @@ def _worker(
         sub = replace(
             full, col_lower=np.minimum(full.col_lower, upper), col_upper=upper, row_upper=row_upper
         )
-        # any support within the cut-off will do: stop at the first one
+        # any support within the cut-off will do: stop at the first one (and by the deadline,
+        # the LP's time counted)
+        left = max(0.01, shared.deadline - time.perf_counter())
         opts = {**options, "time_limit": float(min(round_limit, left))}
         opts["mip_max_improving_sols"] = 1
         out = solve_highs(highs_model(sub, options=opts))
