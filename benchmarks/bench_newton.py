@@ -12,7 +12,10 @@ Three parts, each printed as a table measured in this run:
 * ``iteration`` -- the fused Newton pass (weights, estimates, conjugate and the Newton matrix
   in one pass over X) on the full, uncollapsed matrix, against the memory-traffic bound of
   one pass: X once (values, row indices, column pointers), ``d`` read and ``g`` written, at
-  the best copy bandwidth measured in the same run (NumPy and a threaded numba copy).
+  the best copy bandwidth measured in the same run (NumPy and a threaded numba copy). The
+  entry-wise pass (every pair of a unit's entries) beside the pass Newton runs, which uses
+  the one-hot cells of the categorical margins when it finds them
+  (:mod:`calibopt.solvers.onehot`; the time to find them is shown).
   Also the whole Newton solve per iteration (as ``calibrate`` runs it, redundant targets left
   out; its time / iterations, so the one-off redundancy check counts), with and without
   merging identical units.
@@ -139,6 +142,7 @@ def part_iteration(sizes, repeat) -> list[dict]:
     from calibopt.solvers.distances import get_distance
     from calibopt.solvers.evaluate import Evaluator
     from calibopt.solvers.newton import DualNewton
+    from calibopt.solvers.onehot import make_evaluator
 
     bw = bandwidth()
     rows = []
@@ -155,8 +159,18 @@ def part_iteration(sizes, repeat) -> list[dict]:
                 bytes_pass = X.nnz * (X.data.itemsize + X.indices.itemsize) + X.indptr.nbytes
                 bytes_pass += 2 * 8 * X.shape[1]  # d read, g written
                 bound = bytes_pass / bw
-                ev = Evaluator(X, prep.d, None, None, dist)
+                lo, hi = prep.glo, prep.ghi  # as DualNewton passes them
+                lo = lo if np.any(lo > dist.domain_lower) else None
+                hi = hi if np.any(np.isfinite(hi)) else None
                 lam = np.random.default_rng(1).normal(size=X.shape[0]) * 1e-3
+                plain = Evaluator(X, prep.d, lo, hi, dist)
+                plain(lam, 0, gram=True)
+                t_plain, _ = best(lambda e=plain, x=lam: e(x, 0, gram=True), repeat)
+                t_find, ev = best(
+                    lambda X=X, d=prep.d, lo=lo, hi=hi, f=dist: make_evaluator(X, d, lo, hi, f),
+                    repeat,
+                )
+                cells = getattr(ev, "cells", None)
                 ev(lam, 0, gram=True)
                 t_pass, _ = best(lambda e=ev, x=lam: e(x, 0, gram=True), repeat)
                 t_eval, _ = best(lambda e=ev, x=lam: e(x, 0, gram=False), repeat)
@@ -172,7 +186,9 @@ def part_iteration(sizes, repeat) -> list[dict]:
 
                 t_solve, out = best(solve, repeat)
                 rows.append(dict(kind=kind, n=n, columns=X.shape[1], nnz=X.nnz,
-                                 collapsed=collapse, bound=bound, fused=t_pass, trial=t_eval,
+                                 collapsed=collapse, bound=bound, plain=t_plain, fused=t_pass,
+                                 trial=t_eval, find=t_find,
+                                 cells=None if cells is None else cells.ncells,
                                  per_iter=t_solve / max(out.iterations, 1),
                                  iterations=out.iterations, bandwidth=bw))  # fmt: skip
     return rows
@@ -252,13 +268,17 @@ def main(argv=None) -> int:
         print(f"\n## Newton per iteration vs one pass's memory traffic "
               f"(copy bandwidth {rows[0]['bandwidth'] / 1e9:.1f} GB/s)")  # fmt: skip
         print(
-            "| problem | n | columns | nnz | units merged | bound ms | fused pass ms (x bound) "
-            "| trial pass ms | Newton s/iteration (x bound) | iterations |"
+            "| problem | n | columns | nnz | units merged | bound ms "
+            "| entry-wise pass ms (x bound) | one-hot cells (found in ms) "
+            "| fused pass ms (x bound) | trial pass ms | Newton s/iteration (x bound) "
+            "| iterations |"
         )
-        print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
+            found = "-" if r["cells"] is None else f"{r['cells']:,} ({1e3 * r['find']:.1f})"
             print(f"| {r['kind']} | {r['n']:,} | {r['columns']:,} | {r['nnz']:,} | "
                   f"{'yes' if r['collapsed'] else 'no'} | {1e3 * r['bound']:.2f} | "
+                  f"{1e3 * r['plain']:.2f} ({r['plain'] / r['bound']:.1f}) | {found} | "
                   f"{1e3 * r['fused']:.2f} ({r['fused'] / r['bound']:.1f}) | "
                   f"{1e3 * r['trial']:.2f} | {r['per_iter']:.4f} "
                   f"({r['per_iter'] / r['bound']:.2f}) | {r['iterations']} |")  # fmt: skip

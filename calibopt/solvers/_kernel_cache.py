@@ -29,6 +29,7 @@ from pathlib import Path
 __all__ = ["kernel_mode", "numba_ready", "stamp_path", "start_warm_up"]
 
 _SOURCE = Path(__file__).with_name("_numba_kernels.py")
+_SOURCES = (_SOURCE, _SOURCE.with_name("_numba_cells.py"))
 STALE_LOCK = 600.0
 """Seconds after which a warm-up lock whose process died is ignored."""
 
@@ -64,7 +65,7 @@ def stamp_path() -> Path:
         numba_version = metadata.version("numba")
     except metadata.PackageNotFoundError:  # pragma: no cover - numba is a dependency
         numba_version = "none"
-    h = hashlib.sha256(_SOURCE.read_bytes())
+    h = hashlib.sha256(b"".join(src.read_bytes() for src in _SOURCES))
     h.update(f"{numba_version}|{sys.version}|{platform.machine()}|{sys.executable}".encode())
     path = _cache_dir() / f"calibopt-kernels-{h.hexdigest()[:16]}.ready"
     _state["stamp"] = (os.environ.get("NUMBA_CACHE_DIR"), path)
@@ -88,7 +89,7 @@ def start_warm_up() -> subprocess.Popen | None:
     code = (
         "import os, sys\n"
         "try:\n    os.nice(10)\nexcept OSError:\n    pass\n"
-        "from calibopt.solvers._numba_kernels import warm\n"
+        "from calibopt.solvers._numba_cells import warm\n"
         "warm()\n"
         f"open({str(stamp)!r}, 'w').write('ok')\n"
         f"os.remove({str(lock)!r})\n"

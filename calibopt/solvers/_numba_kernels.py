@@ -48,6 +48,17 @@ def _log_expit(z):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
+def _neumaier(total, comp, term):  # pragma: no cover - compiled
+    """``total + term`` with its rounding error added to the compensation ``comp``."""
+    t = total + term
+    if abs(total) >= abs(term):
+        comp += (total - t) + term
+    else:
+        comp += (term - t) + total
+    return t, comp
+
+
+@numba.njit(cache=True, inline="always")
 def _unit(dist, u, has_lo, has_hi, lo, hi, relax):  # pragma: no cover - compiled
     """``(g, F'(u) or 0 on a bound, G*(u))`` for one unit (see distances.py)."""
     if dist == LOGIT:
@@ -134,13 +145,7 @@ def _evaluate(
             g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
             g_out[i] = g
             di = d[i]
-            term = di * conj
-            t = total + term
-            if abs(total) >= abs(term):
-                comp += (total - t) + term
-            else:
-                comp += (term - t) + total
-            total = t
+            total, comp = _neumaier(total, comp, di * conj)
             w = di * g
             for a in range(a0, a1):
                 xw[indices[a]] += data[a] * w

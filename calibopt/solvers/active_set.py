@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .feasibility import reduce_redundant_targets
-from .kernels import weighted_gram
 from .newton import REDUNDANCY_LIMIT, DualNewton, NewtonOutcome
+from .onehot import uniform
 
 __all__ = ["newton_exact"]
 
@@ -35,7 +35,7 @@ def newton_exact(
     if p <= min(engine.dense_limit, REDUNDANCY_LIMIT):
         movable = glo < ghi
         free = np.where(movable, engine.d, 0.0)
-        Jfree = weighted_gram(engine.Xc, free, engine.evaluator.scratch)
+        Jfree = engine.evaluator.weighted_gram(free)
         if movable.all():
             engine.set_reference_curvature(np.diag(Jfree).copy())  # saves a pass over X
         keep, drop = reduce_redundant_targets(Jfree, T, names)
@@ -45,8 +45,11 @@ def newton_exact(
         # at lambda = 0, g = F(0) = 1 for every distance: unless some unit starts on a
         # bound, the Newton matrix is this Gram times F'(0) (1 for the built-in distances)
         if np.all((glo < 1.0) & (ghi > 1.0)):
-            u0 = np.zeros(engine.d.size)
-            c = engine.dist.dF(u0, engine.dist.F(u0, engine.lo, engine.hi), engine.lo, engine.hi)
+            lo, hi, n0 = engine.lo, engine.hi, engine.d.size
+            if uniform(lo) and uniform(hi):  # one unit tells (no pages for n of them)
+                lo, hi, n0 = lo if lo is None else lo[:1], hi if hi is None else hi[:1], 1
+            u0 = np.zeros(n0)
+            c = engine.dist.dF(u0, engine.dist.F(u0, lo, hi), lo, hi)
             if np.all(c == c[0]):
                 J0 = Jfree if c[0] == 1.0 else c[0] * Jfree
     out = engine.solve(T[rows], rows, epsilon=epsilon, max_iter=max_iter, J0=J0)

@@ -7,7 +7,8 @@ sum ``sum_i d_i G*(u_i)`` (its dual objective) and, at accepted points, the Newt
 computes all four in **one pass** over the non-zeros (``u`` and ``F'`` are never stored), with
 threads and buffers allocated once per solve. Custom distances, and every distance until numba
 has its kernels cached (:mod:`calibopt.solvers._kernel_cache`), compose the same quantities
-from the separate kernels and the distance's own NumPy functions.
+from the separate kernels and the distance's own NumPy functions. When X holds categorical
+margins, :class:`calibopt.solvers.onehot.CellEvaluator` runs the same pass by one-hot cells.
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ class Evaluator:
             self._scratch = np.empty(size)
         return self._scratch
 
+    def weighted_gram(self, v: np.ndarray) -> np.ndarray:
+        """``X diag(v) X'`` on every row (e.g. the Gram of the free units' initial weights),
+        its threads' accumulators in :meth:`scratch`."""
+        return weighted_gram(self.Xc, v, self.scratch)
+
     def fused(self):
         """The compiled kernels and the distance's code, or None (compose in NumPy)."""
         nb = None if self.composed else compiled()
@@ -118,18 +124,7 @@ class Evaluator:
             return self._composed(lam, slot, gram, relax)
         nb, code = nb_code
         Xc = self.Xc
-        m = self.rows.size
-        nchunks = threads(Xc.nnz)
-        if gram:
-            nchunks = gram_chunks(Xc.nnz, m)
-            if self._J[slot] is None:
-                self._J[slot] = np.empty((m, m))
-            size = (nchunks - 1) * m * m
-            J, acc = self._J[slot], self.scratch(size)[:size].reshape(nchunks - 1, m, m)
-        else:
-            J, acc = np.empty((0, 0)), np.empty((0, 0, 0))
-        xw_acc = np.empty((nchunks, Xc.shape[0]))
-        conj_acc = np.empty(nchunks)
+        nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)
         dummy = np.empty(0)
         g = self._g[slot]
         pick(nb.EVALUATE, Xc.nnz)(
@@ -143,6 +138,21 @@ class Evaluator:
         self.fused_passes += 1
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
         return Evaluation(g=g, xw=xw, conj=float(conj_acc.sum()), J=J if gram else None)
+
+    def _accumulators(self, slot: int, gram: bool):
+        """Threads of a pass over X and their private sums: ``(nchunks, J, J's chunks,
+        estimates' chunks, conjugates' chunks)`` (``J`` on :attr:`rows`, kept per slot)."""
+        nnz, m = self.Xc.nnz, self.rows.size
+        nchunks = threads(nnz)
+        if gram:
+            nchunks = gram_chunks(nnz, m)
+            if self._J[slot] is None:
+                self._J[slot] = np.empty((m, m))
+            size = (nchunks - 1) * m * m
+            J, acc = self._J[slot], self.scratch(size)[:size].reshape(nchunks - 1, m, m)
+        else:
+            J, acc = np.empty((0, 0)), np.empty((0, 0, 0))
+        return nchunks, J, acc, np.empty((nchunks, self.Xc.shape[0])), np.empty(nchunks)
 
     def _composed(self, lam, slot, gram, relax) -> Evaluation:
         dist, lo, hi = self.dist, self.lo, self.hi

@@ -21,7 +21,8 @@ process compiles them; see :mod:`calibopt.solvers._kernel_cache`) the same funct
 NumPy/SciPy, so no call ever waits for a compiler. Kernels write into buffers the caller owns
 where they can: on machines where fresh pages are expensive (virtual machines), reusing memory
 matters as much as the arithmetic. The fused Newton pass lives in
-:mod:`calibopt.solvers.evaluate`.
+:mod:`calibopt.solvers.evaluate`, and its version by one-hot cells (categorical margins) in
+:mod:`calibopt.solvers.onehot`.
 """
 
 from __future__ import annotations

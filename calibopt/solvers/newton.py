@@ -48,11 +48,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from .distances import Distance
-from .evaluate import Evaluation, Evaluator
+from .evaluate import Evaluation
 from .kernels import weighted_row_abs
 from .linalg import solve_symmetric_psd
 from .newton_parts import NewtonOutcome, Slacks
 from .newton_system import NewtonSystem
+from .onehot import make_evaluator
 
 __all__ = [
     "DENSE_LIMIT",
@@ -116,7 +117,7 @@ class DualNewton(NewtonSystem):
             self.lo = lo if np.any(lo > distance.domain_lower) else None
             self.hi = hi if np.any(np.isfinite(hi)) else None
         self.dense_limit = dense_limit
-        self.evaluator = Evaluator(Xc, d, self.lo, self.hi, distance)
+        self.evaluator = make_evaluator(Xc, d, self.lo, self.hi, distance)
         self._ref: np.ndarray | None = None
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []

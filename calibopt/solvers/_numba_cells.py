@@ -1,0 +1,411 @@
+"""The numba kernels of the one-hot cell pass (:mod:`calibopt.solvers.onehot`), imported lazily.
+
+Detection (:func:`_row_minmax`, :func:`_conflicts`, :func:`_codes`, :func:`_rest_fill`) reads
+the CSC matrix a few times once per solve; the pass itself (:func:`_evaluate_cells`, then
+:func:`_cell_units` before and :func:`_cells_finish` after it) replaces the one-hot rows of a
+unit by one cell index. Like :mod:`calibopt.solvers._numba_kernels`, every kernel is compiled
+parallel and serial, cached on disk, and compiled in the background warm-up (:func:`warm`
+compiles both modules; the cache stamp digests both sources).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numba
+import numpy as np
+
+from ._numba_kernels import LINEAR, LOGIT, RAKING, _compile, _neumaier, _unit
+from ._numba_kernels import warm as _warm_core
+
+
+def _row_minmax(indptr, indices, data, starts, run, mins, maxs, counts):  # pragma: no cover
+    """Per chunk of units (the first axis of the outputs), each row's least and largest value
+    and its count of entries, over the units ``starts[s] .. starts[s] + run - 1``."""
+    n = indptr.shape[0] - 1
+    nruns = starts.shape[0]
+    nchunks = mins.shape[0]
+    size = (nruns + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        mn = mins[c]
+        mx = maxs[c]
+        ct = counts[c]
+        mn[:] = np.inf
+        mx[:] = -np.inf
+        ct[:] = 0
+        for s in range(c * size, min(nruns, (c + 1) * size)):
+            for a in range(indptr[starts[s]], indptr[min(n, starts[s] + run)]):
+                r = indices[a]
+                x = data[a]
+                if x < mn[r]:
+                    mn[r] = x
+                if x > mx[r]:
+                    mx[r] = x
+                ct[r] += 1
+
+
+def _conflicts(indptr, indices, starts, run, cand, conf):  # pragma: no cover - compiled
+    """``conf[chunk, a, b] = 1`` when candidate rows ``a`` and ``b`` share a unit (among the
+    units of :func:`_row_minmax`)."""
+    n = indptr.shape[0] - 1
+    nruns = starts.shape[0]
+    nchunks = conf.shape[0]
+    size = (nruns + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        cf = conf[c]
+        cf[:, :] = 0
+        for s in range(c * size, min(nruns, (c + 1) * size)):
+            for i in range(starts[s], min(n, starts[s] + run)):
+                a1 = indptr[i + 1]
+                for a in range(indptr[i], a1):
+                    ca = cand[indices[a]]
+                    if ca < 0:
+                        continue
+                    for b in range(a + 1, a1):
+                        cb = cand[indices[b]]
+                        if cb >= 0:
+                            cf[ca, cb] = 1
+                            cf[cb, ca] = 1
+
+
+def _codes(indptr, indices, data, blk, level, stride, val, code, nrest, seen):  # pragma: no cover
+    """Each unit's dense cell code (``sum level * stride`` over its one-hot rows) and its count
+    of other entries, and per chunk of units the codes seen (``seen[chunk, code] = 1``);
+    ``code = -1`` where the blocks do not hold (two entries of one block, or an entry unlike
+    its row's value), flagged in the last column of ``seen``."""
+    n = indptr.shape[0] - 1
+    nchunks = seen.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        sc = seen[c]
+        sc[:] = 0
+        for i in range(c * size, min(n, (c + 1) * size)):
+            k = 0
+            other = 0
+            mask = 0
+            for a in range(indptr[i], indptr[i + 1]):
+                r = indices[a]
+                b = blk[r]
+                if b >= 0:
+                    bit = 1 << b
+                    if (mask & bit) != 0 or data[a] != val[r]:
+                        k = -1
+                        break
+                    mask |= bit
+                    k += level[r] * stride[b]
+                else:
+                    other += 1
+            code[i] = k
+            nrest[i] = other
+            sc[k] = 1  # (k = -1: the last entry says a unit failed)
+
+
+def _remap(code, nrest, d, index, pure, sums):  # pragma: no cover - compiled
+    """``code = index[code]`` in place and, with ``pure``, per chunk the initial weight of each
+    cell's units without other entries."""
+    n = code.shape[0]
+    nchunks = sums.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        sm = sums[c]
+        sm[:] = 0.0
+        for i in range(c * size, min(n, (c + 1) * size)):
+            k = index[code[i]]
+            code[i] = k
+            if pure and nrest[i] == 0:
+                sm[k] += d[i]
+
+
+def _rest_fill(indptr, indices, data, blk, rptr, ridx, rdat):  # pragma: no cover - compiled
+    """The entries outside the one-hot blocks, as a CSC matrix ``(rptr, ridx, rdat)``."""
+    n = indptr.shape[0] - 1
+    for i in numba.prange(n):
+        q = rptr[i]
+        for a in range(indptr[i], indptr[i + 1]):
+            if blk[indices[a]] < 0:
+                ridx[q] = indices[a]
+                rdat[q] = data[a]
+                q += 1
+
+
+def _cell_units(
+    cell_rows, cell_vals, lam, dist, has_lo, has_hi, lo0, hi0, relax, F, gcell, dgcell, ccell
+):  # pragma: no cover - compiled
+    """Per cell: ``F = sum_b v_b lam_{r_b}`` and, at ``u = F`` and the uniform bounds, the
+    g-weight, curvature and conjugate of a unit of the cell without other entries."""
+    ncells, nb = cell_rows.shape
+    for k in numba.prange(ncells):
+        u = 0.0
+        for b in range(nb):
+            r = cell_rows[k, b]
+            if r >= 0:
+                u += cell_vals[k, b] * lam[r]
+        F[k] = u
+        g, dg, conj = _unit(dist, u, has_lo, has_hi, lo0, hi0, relax)
+        gcell[k] = g
+        dgcell[k] = dg
+        ccell[k] = conj
+
+
+def _evaluate_cells(
+    code,
+    rptr,
+    ridx,
+    rdat,
+    F,
+    gcell,
+    lam,
+    d,
+    lo,
+    hi,
+    has_lo,
+    has_hi,
+    lo0,
+    hi0,
+    pure_cells,
+    dist,
+    rowpos,
+    restpos,
+    gram,
+    relax,
+    g_out,
+    xw_acc,
+    conj_acc,
+    G_out,
+    G_acc,
+    W_acc,
+    H_acc,
+    Z_acc,
+):  # pragma: no cover - compiled
+    """One pass over the units: ``u_i = F[cell_i] + (other entries) . lam``; the one-hot rows'
+    estimates and curvature go to per-cell sums (``W``, ``H``, and ``Z`` per other row in
+    play), the other entries as in :func:`~calibopt.solvers._numba_kernels._evaluate`.
+
+    With ``pure_cells`` (uniform bounds) a unit without other entries only copies its cell's
+    g-weight: its sums come from the cell's total initial weight in :func:`_cells_finish`.
+    """
+    n = code.shape[0]
+    rest = rptr.shape[0] > 1  # (a single 0: no unit has other entries)
+    nchunks = xw_acc.shape[0]
+    m = G_out.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        xw = xw_acc[c]
+        xw[:] = 0.0
+        W = W_acc[c]
+        W[:] = 0.0
+        G = G_out if c == 0 else G_acc[c - 1]
+        H = H_acc[c]
+        Z = Z_acc[c]
+        if gram:
+            for r in range(m):
+                G[r, :] = 0.0
+            H[:] = 0.0
+            Z[:, :] = 0.0
+        total = 0.0
+        comp = 0.0
+        for i in range(c * size, min(n, (c + 1) * size)):
+            k = code[i]
+            a0 = rptr[i] if rest else 0
+            a1 = rptr[i + 1] if rest else 0
+            if pure_cells and a0 == a1:
+                g_out[i] = gcell[k]
+                continue
+            u = F[k]
+            for a in range(a0, a1):
+                u += rdat[a] * lam[ridx[a]]
+            li = lo0
+            hi_i = hi0
+            if not pure_cells:  # uniform bounds: no per-unit reads
+                li = lo[i] if has_lo else 0.0
+                hi_i = hi[i] if has_hi else 0.0
+            g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
+            g_out[i] = g
+            di = d[i]
+            total, comp = _neumaier(total, comp, di * conj)
+            w = di * g
+            W[k] += w
+            for a in range(a0, a1):
+                xw[ridx[a]] += rdat[a] * w
+            v = di * dg
+            if gram and v != 0.0:
+                H[k] += v
+                for a in range(a0, a1):
+                    ra = rowpos[ridx[a]]
+                    if ra < 0:
+                        continue
+                    xa = rdat[a] * v
+                    Z[k, restpos[ridx[a]]] += xa
+                    for b in range(a, a1):
+                        rb = rowpos[ridx[b]]
+                        if rb >= 0:
+                            G[ra, rb] += xa * rdat[b]
+        conj_acc[c] = total + comp
+
+
+def _gram_cells(code, rptr, ridx, rdat, v, restpos, G_out, G_acc, H_acc, Z_acc):  # pragma: no cover
+    """``X diag(v) X'`` on every row: per cell the sums ``H`` (and ``Z`` per other row), the
+    other rows' pairs per unit (upper triangle; :func:`_cells_finish` adds the cells)."""
+    n = code.shape[0]
+    rest = rptr.shape[0] > 1
+    nchunks = H_acc.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        G = G_out if c == 0 else G_acc[c - 1]
+        G[:, :] = 0.0
+        H = H_acc[c]
+        H[:] = 0.0
+        Z = Z_acc[c]
+        Z[:, :] = 0.0
+        for i in range(c * size, min(n, (c + 1) * size)):
+            vi = v[i]
+            if vi == 0.0:
+                continue
+            k = code[i]
+            H[k] += vi
+            if not rest:
+                continue
+            a1 = rptr[i + 1]
+            for a in range(rptr[i], a1):
+                ra = ridx[a]
+                xa = rdat[a] * vi
+                Z[k, restpos[ra]] += xa
+                for b in range(a, a1):
+                    G[ra, ridx[b]] += xa * rdat[b]
+
+
+def _cells_finish(
+    cell_rows,
+    cell_vals,
+    dpure,
+    gcell,
+    dgcell,
+    ccell,
+    pure_cells,
+    W_acc,
+    H_acc,
+    Z_acc,
+    rest_rows,
+    rowpos,
+    gram,
+    xw,
+    G,
+):  # pragma: no cover - compiled
+    """Adds the cells' sums to the estimates ``xw`` and the upper triangle of ``G``; returns
+    the pure units' conjugate sum (serial: a few operations per cell)."""
+    ncells, nb = cell_rows.shape
+    nchunks = W_acc.shape[0]
+    R = rest_rows.shape[0]
+    total = 0.0
+    comp = 0.0
+    for k in range(ncells):
+        Wk = 0.0
+        Hk = 0.0
+        for c in range(nchunks):
+            Wk += W_acc[c, k]
+            if gram:
+                Hk += H_acc[c, k]
+        if pure_cells and dpure[k] > 0.0:
+            Wk += dpure[k] * gcell[k]
+            Hk += dpure[k] * dgcell[k]
+            total, comp = _neumaier(total, comp, dpure[k] * ccell[k])
+        for b in range(nb):
+            r = cell_rows[k, b]
+            if r >= 0:
+                xw[r] += cell_vals[k, b] * Wk
+        if not gram:
+            continue
+        for b in range(nb):
+            r = cell_rows[k, b]
+            if r < 0:
+                continue
+            p = rowpos[r]
+            if p < 0:
+                continue
+            vb = cell_vals[k, b]
+            if Hk != 0.0:
+                for b2 in range(b, nb):
+                    r2 = cell_rows[k, b2]
+                    if r2 < 0:
+                        continue
+                    q = rowpos[r2]
+                    if q < 0:
+                        continue
+                    x = vb * cell_vals[k, b2] * Hk
+                    if p <= q:
+                        G[p, q] += x
+                    else:
+                        G[q, p] += x
+            for j in range(R):
+                z = 0.0
+                for c in range(nchunks):
+                    z += Z_acc[c, k, j]
+                if z == 0.0:
+                    continue
+                q = rowpos[rest_rows[j]]
+                if p <= q:
+                    G[p, q] += vb * z
+                else:
+                    G[q, p] += vb * z
+    return total + comp
+
+
+ROW_MINMAX = _compile(_row_minmax)
+CONFLICTS = _compile(_conflicts)
+CODES = _compile(_codes)
+REST_FILL = _compile(_rest_fill)
+CELL_UNITS = _compile(_cell_units)
+REMAP = _compile(_remap)
+EVALUATE_CELLS = _compile(_evaluate_cells)
+GRAM_CELLS = _compile(_gram_cells)
+CELLS_FINISH = numba.njit(cache=True, nogil=True)(_cells_finish)
+
+
+def warm() -> float:
+    """Compile (or load) the core kernels and these, for the common index types; seconds."""
+    t0 = time.perf_counter()
+    _warm_core()
+    data = np.array([1.0, 2.0, 1.0])
+    f = np.ones(2)
+    rowpos = np.array([0, 1], dtype=np.int64)
+    cell_rows = np.array([[0], [-1]], dtype=np.int64)
+    cell_vals = np.ones((2, 1))
+    for itype in (np.int32, np.int64):
+        indptr = np.array([0, 2, 3], dtype=itype)
+        indices = np.array([0, 1, 1], dtype=itype)
+        blk = np.array([0, -1], dtype=np.int64)
+        for k in (0, 1):
+            starts = np.zeros(1, dtype=np.int64)
+            ROW_MINMAX[k](indptr, indices, data, starts, 2, np.empty((1, 2)), np.empty((1, 2)),
+                          np.empty((1, 2), dtype=np.int64))  # fmt: skip
+            CONFLICTS[k](indptr, indices, starts, 2, rowpos, np.empty((1, 2, 2), dtype=np.uint8))
+            CODES[k](indptr, indices, data, blk, rowpos, rowpos, f, np.empty(2, dtype=np.int32),
+                     np.empty(2, dtype=np.int32), np.empty((1, 4), dtype=np.uint8))  # fmt: skip
+            REST_FILL[k](indptr, indices, data, blk, np.array([0, 1, 2], dtype=np.int64),
+                         np.empty(2, dtype=itype), np.empty(2))  # fmt: skip
+    code = np.array([0, 1], dtype=np.int32)
+    for k in (0, 1):
+        REMAP[k](code.copy(), code, f, np.arange(2, dtype=np.int32), True, np.empty((1, 2)))
+    rptr = np.array([0, 1, 2], dtype=np.int64)
+    ridx = np.array([1, 1], dtype=np.int32)
+    for k in (0, 1):
+        for dist in (LINEAR, RAKING, LOGIT):
+            F, gc, dgc, cc = np.empty(2), np.empty(2), np.empty(2), np.empty(2)
+            CELL_UNITS[k](cell_rows, cell_vals, f, dist, True, True, 0.5, 2.0, False,
+                          F, gc, dgc, cc)  # fmt: skip
+            W, H, Z = np.empty((1, 2)), np.empty((1, 2)), np.empty((1, 2, 1))
+            G = np.empty((2, 2))
+            EVALUATE_CELLS[k](code, rptr, ridx, data[:2], F, gc, f, f, f * 0.5, f * 2.0,
+                              True, True, 0.5, 2.0, True, dist, rowpos, rowpos, True, False,
+                              np.empty(2), np.empty((1, 2)), np.empty(1), G,
+                              np.empty((0, 2, 2)), W, H, Z)  # fmt: skip
+        GRAM_CELLS[k](code, rptr, ridx, data[:2], f, rowpos, G, np.empty((0, 2, 2)), H, Z)
+    CELLS_FINISH(cell_rows, cell_vals, f, f, f, f, True, W, H, Z, np.array([1], dtype=np.int64),
+                 rowpos, True, np.zeros(2), G)  # fmt: skip
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":  # pragma: no cover - run by the background warm-up
+    seconds = warm()
+    sys.stdout.write(f"{seconds:.3f}\n")
