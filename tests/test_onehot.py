@@ -212,17 +212,27 @@ def test_detection_recovers_when_its_sample_misleads_it(monkeypatch, flaw):
     same_pieces(Evaluator(Xc, d, None, None, get_distance("raking")), ev, lam)
 
 
-@pytest.mark.parametrize("kind", ["raking", "linear", "logit"])
-def test_calibrate_with_cells_equals_calibrate_without(monkeypatch, kind):
+@pytest.mark.parametrize(
+    ("kind", "ratio", "tolerance"),
+    [
+        ("raking", None, None),
+        ("linear", None, None),
+        ("logit", (0.5, 2.0), None),
+        ("truncated", (0.8, 1.5), None),  # bounds bind: the active-set steps
+        ("raking", (0.8, 1.5), 0.01),  # tolerance bands: the interior point + exact finish
+    ],
+)
+def test_calibrate_with_cells_equals_calibrate_without(monkeypatch, kind, ratio, tolerance):
     n = 60_000
     Xc = margins_matrix(n, levels=(4, 6, 9), ncont=2, partial=True)
     rng = np.random.default_rng(7)
     d = rng.uniform(5.0, 15.0, n)
-    w_true = d * rng.uniform(0.8, 1.25, n)
+    # g rising with the first continuous row: the fitted g spreads out, so bounds bind
+    x = Xc[-2].toarray().ravel()
+    w_true = d * np.clip(0.9 + 0.2 * x / x.mean(), 0.8, 1.6) * rng.uniform(0.95, 1.05, n)
     problem = co.CalibrationProblem(
-        Xc.tocsr(), Xc @ w_true, initial_weights=d,
-        ratio_bounds=(0.5, 2.0) if kind == "logit" else None,
-    )  # fmt: skip
+        Xc.tocsr(), Xc @ w_true, initial_weights=d, ratio_bounds=ratio, tolerance=tolerance
+    )
     used = []
     real = onehot.make_evaluator
     monkeypatch.setattr(
@@ -236,6 +246,9 @@ def test_calibrate_with_cells_equals_calibrate_without(monkeypatch, kind):
     assert with_cells.status == without.status == "optimal"
     assert rel(with_cells.weights, without.weights) < 1e-10
     assert with_cells.iterations == without.iterations
+    if ratio is not None and kind != "logit":
+        g = with_cells.weights / d
+        assert np.isclose(g.max(), ratio[1])
 
 
 def test_r_reproductions_through_the_cell_pass(monkeypatch, r_oracle_dir):

@@ -16,7 +16,7 @@ import time
 import numba
 import numpy as np
 
-from ._numba_kernels import LINEAR, LOGIT, RAKING, _compile, _neumaier, _unit
+from ._numba_kernels import LINEAR, LOGIT, RAKING, _add_pairs, _compile, _neumaier, _unit
 from ._numba_kernels import warm as _warm_core
 
 
@@ -232,15 +232,10 @@ def _evaluate_cells(
             if gram and v != 0.0:
                 H[k] += v
                 for a in range(a0, a1):
-                    ra = rowpos[ridx[a]]
-                    if ra < 0:
-                        continue
-                    xa = rdat[a] * v
-                    Z[k, restpos[ridx[a]]] += xa
-                    for b in range(a, a1):
-                        rb = rowpos[ridx[b]]
-                        if rb >= 0:
-                            G[ra, rb] += xa * rdat[b]
+                    j = restpos[ridx[a]]
+                    if j >= 0:
+                        Z[k, j] += rdat[a] * v
+                _add_pairs(G, rowpos, ridx, rdat, a0, a1, v)
         conj_acc[c] = total + comp
 
 

@@ -59,6 +59,20 @@ def _neumaier(total, comp, term):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
+def _add_pairs(G, rowpos, indices, data, a0, a1, v):  # pragma: no cover - compiled
+    """``G[ra, rb] += v x_a x_b`` for the pairs ``a <= b`` of one unit's entries in play."""
+    for a in range(a0, a1):
+        ra = rowpos[indices[a]]
+        if ra < 0:
+            continue
+        xa = data[a] * v
+        for b in range(a, a1):
+            rb = rowpos[indices[b]]
+            if rb >= 0:
+                G[ra, rb] += xa * data[b]
+
+
+@numba.njit(cache=True, inline="always")
 def _unit(dist, u, has_lo, has_hi, lo, hi, relax):  # pragma: no cover - compiled
     """``(g, F'(u) or 0 on a bound, G*(u))`` for one unit (see distances.py)."""
     if dist == LOGIT:
@@ -151,15 +165,7 @@ def _evaluate(
                 xw[indices[a]] += data[a] * w
             v = di * dg
             if gram and v != 0.0:
-                for a in range(a0, a1):
-                    ra = rowpos[indices[a]]
-                    if ra < 0:
-                        continue
-                    xa = data[a] * v
-                    for b in range(a, a1):
-                        rb = rowpos[indices[b]]
-                        if rb >= 0:
-                            G[ra, rb] += xa * data[b]
+                _add_pairs(G, rowpos, indices, data, a0, a1, v)
         conj_acc[c] = total + comp
 
 
