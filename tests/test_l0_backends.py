@@ -52,3 +52,28 @@ def test_other_mip_solvers_report_bound_and_nodes(solver):
     assert r.info["mip_gap"] == 0.0
     assert isinstance(r.info["mip_nodes"], int) and r.info["mip_nodes"] >= 0
     assert check_weights(p, r.weights, sparse=True).ok
+
+
+def test_a_thread_count_unlike_the_schedulers_is_run_not_refused():
+    """HiGHS's scheduler belongs to the calling thread and keeps the thread count of its first
+    run there. In a worker thread (thread pools, dask) that already ran HiGHS with its default,
+    ``l0-mip(threads=...)`` used to have its MIP refused ("Not Set") and returned the warm
+    start; the scheduler is now restarted and the MIP runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = random_problem(40, 4, 0)
+    best = co.calibrate(p, method="l0-mip", time_limit=20)
+    assert best.status == "optimal"
+
+    def in_worker():
+        first = co.calibrate(p, method="l0-mip", time_limit=20)  # default thread count
+        return [first] + [
+            co.calibrate(p, method="l0-mip", threads=k, time_limit=20) for k in (1, 3, 1)
+        ]
+
+    with ThreadPoolExecutor(1) as pool:
+        runs = pool.submit(in_worker).result()
+    for r in runs:
+        assert r.info["mip_status"] == "Optimal"
+        assert r.status == "optimal"
+        assert int((r.weights != 0).sum()) == int((best.weights != 0).sum())

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from ..errors import InvalidProblemError, SolverError
 from .linear_program import LinearProgram
 
-__all__ = ["HighsOutcome", "highs_model", "new_highs", "solve_highs"]
+__all__ = ["HighsOutcome", "highs_model", "new_highs", "run_highs", "solve_highs"]
 
 
 def _highspy() -> Any:
@@ -149,20 +149,10 @@ def solve_highs(h: Any, *, start: np.ndarray | None = None) -> HighsOutcome:
         sol.value_valid = True
         h.setSolution(sol)
     t0 = time.perf_counter()
-    if threading.current_thread() is threading.main_thread():
-        # Ctrl-C cancels the solve and keeps the incumbent. highspy implements this with
-        # locks shared by all Highs objects, so worker threads (dask, thread pools) use the
-        # plain blocking run instead.
-        h.HandleKeyboardInterrupt = True
-        try:
-            run_status = h.solve()
-        except KeyboardInterrupt:  # pragma: no cover - depends on timing
-            run_status = None
-    else:
-        run_status = h.run()
+    run_status = run_highs(h)
     seconds = time.perf_counter() - t0
-    ms = h.getModelStatus()
     MS = highspy.HighsModelStatus
+    ms = h.getModelStatus()
     info = h.getInfo()
     status_text = h.modelStatusToString(ms)
     feasible = int(highspy.SolutionStatus.kSolutionStatusFeasible)
@@ -191,5 +181,42 @@ def solve_highs(h: Any, *, start: np.ndarray | None = None) -> HighsOutcome:
         nodes=int(max(info.mip_node_count, 0)),
         iterations=int(max(info.simplex_iteration_count, 0)),
         seconds=seconds,
-        failed=run_status == highspy.HighsStatus.kError and ms == MS.kNotset,
+        failed=_refused(h, run_status),
+    )
+
+
+def run_highs(h: Any, *, interruptible: bool = True) -> Any:
+    """Run a ``highspy.Highs`` model; its run status (None when Ctrl-C stopped it).
+
+    In the main thread, and ``interruptible``, highspy's ``solve`` runs it so that Ctrl-C
+    cancels it and keeps the incumbent (highspy implements this with locks shared by all Highs
+    objects, so worker threads -- dask, thread pools -- use the plain blocking ``run``).
+
+    HiGHS's task scheduler belongs to the calling thread and keeps the thread count of its
+    first run there, refusing a later run that asks for another (``threads`` option). Such a
+    refused run restarts this thread's scheduler (no other run can be using it) and runs again.
+    """
+
+    def once():
+        if interruptible and threading.current_thread() is threading.main_thread():
+            h.HandleKeyboardInterrupt = True
+            try:
+                return h.solve()
+            except KeyboardInterrupt:  # pragma: no cover - depends on timing
+                return None
+        return h.run()
+
+    status = once()
+    if _refused(h, status) and int(h.getOptionValue("threads")[1]) > 0:
+        _highspy().Highs.resetGlobalScheduler(True)
+        status = once()
+    return status
+
+
+def _refused(h: Any, run_status: Any) -> bool:
+    """HiGHS refused to run (an error before any solve)."""
+    highspy = _highspy()
+    return (
+        run_status == highspy.HighsStatus.kError
+        and h.getModelStatus() == highspy.HighsModelStatus.kNotset
     )

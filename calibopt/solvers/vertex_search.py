@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .highs import _highspy, highs_model, solve_highs
+from .highs import _highspy, highs_model, run_highs, solve_highs
 from .linear_program import LinearProgram
 
 __all__ = ["VertexSearch", "vertex_search"]
@@ -146,7 +146,7 @@ def _worker(
         h.changeColsCost(C, cols, rng.random(C))
         # HiGHS's clock runs over every solve of the object
         h.setOptionValue("time_limit", float(h.getRunTime() + left))
-        if h.run() == highspy.HighsStatus.kError:
+        if run_highs(h, interruptible=False) == highspy.HighsStatus.kError:
             shared.stop("solver error")
             return
         status = h.getModelStatus()
