@@ -270,3 +270,101 @@ def test_r_reproductions_through_the_cell_pass(monkeypatch, r_oracle_dir):
         assert max_rel_diff(result.weights, weights["w"]) < 1e-10, case
         assert max_rel_diff(result.g, weights["g"]) < 1e-10, case
         assert result.iterations == max(1, meta["iterations"])
+
+
+def _spy_modes(monkeypatch):
+    modes = []
+    real = Evaluator._gram_mode
+
+    def spy(self, gram, relax):
+        modes.append(real(self, gram, relax))
+        return modes[-1]
+
+    monkeypatch.setattr(Evaluator, "_gram_mode", spy)
+    return modes
+
+
+@pytest.mark.parametrize("kind", ["linear", "truncated"])
+@pytest.mark.parametrize("cells", [False, True], ids=["entry-wise", "cells"])
+def test_linear_newton_matrix_from_the_base(monkeypatch, kind, cells):
+    """For the linear distances the Newton matrix is X D X' minus the units on a bound while
+    those hold at most half the initial weight, and formed directly beyond that."""
+    from calibopt.solvers.evaluate import BASE_SHARE
+
+    monkeypatch.setattr(onehot, "MIN_UNITS", 0)
+    nb = compiled()
+    modes = _spy_modes(monkeypatch)
+    n = 60_000
+    Xc = margins_matrix(n, partial=True, ncont=2)
+    rng = np.random.default_rng(5)
+    d = rng.uniform(1.0, 5.0, n)
+    lo, hi = np.full(n, 0.6), np.full(n, 1.3)
+    dist = get_distance(kind)
+    make = onehot.make_evaluator if cells else Evaluator
+    ev = make(Xc, d, lo, hi, dist)
+    assert isinstance(ev, onehot.CellEvaluator) == cells
+    reference = Evaluator(Xc, d, lo, hi, dist)
+    reference.composed = True  # NumPy: u stored, X diag(d F') X' from scipy
+    rows = np.setdiff1d(np.arange(Xc.shape[0]), [1, 7, Xc.shape[0] - 1])
+    ev.set_rows(rows)
+    reference.set_rows(rows)
+    K = Evaluator(Xc, d, None, None, dist).weighted_gram(d)
+    for size, share_expected in ((0.02, "few"), (0.6, "most")):
+        lam = rng.normal(size=Xc.shape[0]) * size
+        ref = reference(lam, 0, gram=True)
+        Jref = reference.gram(ref.u, ref.g)
+        on_bound = (ref.g <= lo) | (ref.g >= hi)
+        share = d[on_bound].sum() / d.sum()
+        assert (share < 0.2) if share_expected == "few" else (share > 0.8)
+        for _ in range(2):  # the second pass knows the first's share
+            a = ev(lam, 1, gram=True)
+            assert abs(a.conj - ref.conj) <= 1e-12 * abs(ref.conj)
+            assert rel(a.J, Jref) < 1e-12
+            assert ev.bound_share == pytest.approx(share, rel=1e-12)
+        assert modes[-1] == (nb.GRAM_BASE if share <= BASE_SHARE else nb.GRAM_FULL)
+        # relaxed curvature (F' = 1 on a bound too): the base itself, whatever the share
+        b = ev(lam, 0, gram=True, relax=True)
+        assert modes[-1] == nb.GRAM_BASE
+        assert rel(b.J, K[np.ix_(rows, rows)]) < 1e-13
+        assert ev.bound_share == pytest.approx(share, rel=1e-12)  # (not reset by relax)
+    # the base is what the caller gives (newton_exact passes its Gram): a wrong one shows
+    ev.set_base(2.0 * K)
+    ev.bound_share = 0.0
+    lam = rng.normal(size=Xc.shape[0]) * 0.02
+    wrong = ev(lam, 0, gram=True).J
+    right = reference.gram(*(lambda e: (e.u, e.g))(reference(lam, 0)))
+    assert rel(wrong - K[np.ix_(rows, rows)], right) < 1e-12
+
+
+def test_newton_exact_hands_its_gram_to_the_linear_passes(monkeypatch):
+    """newton_exact's redundancy Gram (every unit free) is the linear passes' base: no
+    second Gram, and the fit equals a solve whose passes form the matrix directly."""
+    from calibopt.solvers import evaluate
+
+    n = 50_000
+    rng = np.random.default_rng(2)
+    Xc = margins_matrix(n, ncont=2)
+    d = rng.uniform(1.0, 3.0, n)
+    X = Xc.tocsr()
+    T = X @ d
+    T[-2:] *= [1.8, 0.6]  # far from X d: the linear fit reaches w = 0
+    p = co.CalibrationProblem(X, T, initial_weights=d, bounds=(0.0, None))
+    grams = []
+    for cls in (Evaluator, onehot.CellEvaluator):
+
+        def counted(self, v, real=cls.weighted_gram):
+            grams.append(1)
+            return real(self, v)
+
+        monkeypatch.setattr(cls, "weighted_gram", counted)
+    modes = _spy_modes(monkeypatch)
+    r = co.calibrate(p, method="linear")
+    assert r.status == "optimal" and r.iterations >= 2  # units reach w = 0
+    assert np.any(r.weights == 0)
+    assert len(grams) == 1 and compiled().GRAM_BASE in modes
+    monkeypatch.setattr(evaluate, "BASE_SHARE", -1.0)  # every pass forms it directly
+    modes.clear()
+    r2 = co.calibrate(p, method="linear")
+    assert compiled().GRAM_BASE not in modes
+    assert r2.iterations == r.iterations
+    np.testing.assert_allclose(r.weights, r2.weights, rtol=1e-10, atol=1e-12)

@@ -16,7 +16,18 @@ import time
 import numba
 import numpy as np
 
-from ._numba_kernels import LINEAR, LOGIT, RAKING, _add_pairs, _compile, _neumaier, _unit
+from ._numba_kernels import (
+    GRAM_FULL,
+    GRAM_NONE,
+    LINEAR,
+    LOGIT,
+    RAKING,
+    _add_pairs,
+    _compile,
+    _curvature,
+    _neumaier,
+    _unit,
+)
 from ._numba_kernels import warm as _warm_core
 
 
@@ -184,6 +195,8 @@ def _evaluate_cells(
 
     With ``pure_cells`` (uniform bounds) a unit without other entries only copies its cell's
     g-weight: its sums come from the cell's total initial weight in :func:`_cells_finish`.
+    ``gram`` is one of :data:`~calibopt.solvers._numba_kernels.GRAM_NONE`, ``GRAM_FULL``,
+    ``GRAM_BASE``; ``conj_acc[c]`` gets the chunk's conjugate sum and initial weight on a bound.
     """
     n = code.shape[0]
     rest = rptr.shape[0] > 1  # (a single 0: no unit has other entries)
@@ -198,13 +211,14 @@ def _evaluate_cells(
         G = G_out if c == 0 else G_acc[c - 1]
         H = H_acc[c]
         Z = Z_acc[c]
-        if gram:
+        if gram != GRAM_NONE:
             for r in range(m):
                 G[r, :] = 0.0
             H[:] = 0.0
             Z[:, :] = 0.0
         total = 0.0
         comp = 0.0
+        bound = 0.0
         for i in range(c * size, min(n, (c + 1) * size)):
             k = code[i]
             a0 = rptr[i] if rest else 0
@@ -228,15 +242,18 @@ def _evaluate_cells(
             W[k] += w
             for a in range(a0, a1):
                 xw[ridx[a]] += rdat[a] * w
-            v = di * dg
-            if gram and v != 0.0:
+            if dg == 0.0:
+                bound += di
+            v = _curvature(gram, di, dg)
+            if v != 0.0:
                 H[k] += v
                 for a in range(a0, a1):
                     j = restpos[ridx[a]]
                     if j >= 0:
                         Z[k, j] += rdat[a] * v
                 _add_pairs(G, rowpos, ridx, rdat, a0, a1, v)
-        conj_acc[c] = total + comp
+        conj_acc[c, 0] = total + comp
+        conj_acc[c, 1] = bound
 
 
 def _gram_cells(code, rptr, ridx, rdat, v, restpos, G_out, G_acc, H_acc, Z_acc):  # pragma: no cover
@@ -287,29 +304,33 @@ def _cells_finish(
     xw,
     G,
 ):  # pragma: no cover - compiled
-    """Adds the cells' sums to the estimates ``xw`` and the upper triangle of ``G``; returns
-    the pure units' conjugate sum (serial: a few operations per cell)."""
+    """Adds the cells' sums to the estimates ``xw`` and the upper triangle of ``G`` (``gram``
+    as in :func:`_evaluate_cells`); returns the pure units' conjugate sum and initial weight
+    on a bound (serial: a few operations per cell)."""
     ncells, nb = cell_rows.shape
     nchunks = W_acc.shape[0]
     R = rest_rows.shape[0]
     total = 0.0
     comp = 0.0
+    bound = 0.0
     for k in range(ncells):
         Wk = 0.0
         Hk = 0.0
         for c in range(nchunks):
             Wk += W_acc[c, k]
-            if gram:
+            if gram != GRAM_NONE:
                 Hk += H_acc[c, k]
         if pure_cells and dpure[k] > 0.0:
             Wk += dpure[k] * gcell[k]
-            Hk += dpure[k] * dgcell[k]
+            Hk += _curvature(gram, dpure[k], dgcell[k])
             total, comp = _neumaier(total, comp, dpure[k] * ccell[k])
+            if dgcell[k] == 0.0:
+                bound += dpure[k]
         for b in range(nb):
             r = cell_rows[k, b]
             if r >= 0:
                 xw[r] += cell_vals[k, b] * Wk
-        if not gram:
+        if gram == GRAM_NONE:
             continue
         for b in range(nb):
             r = cell_rows[k, b]
@@ -343,7 +364,7 @@ def _cells_finish(
                     G[p, q] += vb * z
                 else:
                     G[q, p] += vb * z
-    return total + comp
+    return total + comp, bound
 
 
 ROW_MINMAX = _compile(_row_minmax)
@@ -392,12 +413,12 @@ def warm() -> float:
             W, H, Z = np.empty((1, 2)), np.empty((1, 2)), np.empty((1, 2, 1))
             G = np.empty((2, 2))
             EVALUATE_CELLS[k](code, rptr, ridx, data[:2], F, gc, f, f, f * 0.5, f * 2.0,
-                              True, True, 0.5, 2.0, True, dist, rowpos, rowpos, True, False,
-                              np.empty(2), np.empty((1, 2)), np.empty(1), G,
+                              True, True, 0.5, 2.0, True, dist, rowpos, rowpos, GRAM_FULL,
+                              False, np.empty(2), np.empty((1, 2)), np.empty((1, 2)), G,
                               np.empty((0, 2, 2)), W, H, Z)  # fmt: skip
         GRAM_CELLS[k](code, rptr, ridx, data[:2], f, rowpos, G, np.empty((0, 2, 2)), H, Z)
     CELLS_FINISH(cell_rows, cell_vals, f, f, f, f, True, W, H, Z, np.array([1], dtype=np.int64),
-                 rowpos, True, np.zeros(2), G)  # fmt: skip
+                 rowpos, GRAM_FULL, np.zeros(2), G)  # fmt: skip
     return time.perf_counter() - t0
 
 

@@ -9,7 +9,8 @@ The central kernel is :func:`_evaluate`, one pass over the CSC matrix that, for 
 ``lambda``, computes per unit ``u = x_i' lambda`` and ``g = clip(F(u))``, and accumulates the
 estimates ``X (d g)``, the conjugate sum ``sum d G*(u)`` and, on request, the upper triangle
 of the Newton matrix ``X diag(d F'(u)) X'`` restricted to the rows in play, never storing
-``u`` or ``d F'(u)``. Distances are coded as :data:`LINEAR`, :data:`RAKING`, :data:`LOGIT`.
+``u`` or ``d F'(u)``. Distances are coded as :data:`LINEAR`, :data:`RAKING`, :data:`LOGIT`;
+the Newton matrix is wanted as :data:`GRAM_NONE`, :data:`GRAM_FULL` or :data:`GRAM_BASE`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ import numba
 import numpy as np
 
 LINEAR, RAKING, LOGIT = 0, 1, 2
+
+GRAM_NONE, GRAM_FULL, GRAM_BASE = 0, 1, 2
+"""How a pass forms the Newton matrix: not at all; every unit's pairs with ``v = d F'(u)``;
+or its difference from the base ``X diag(d) X'`` (``v = d (F'(u) - 1)``, so only units with
+``F' != 1`` add pairs: for the linear distances, the units on a bound). A pass also sums the
+initial weight of its units on a bound (second column of the conjugates' accumulator)."""
 
 
 def _compile(fn):
@@ -56,6 +63,16 @@ def _neumaier(total, comp, term):  # pragma: no cover - compiled
     else:
         comp += (term - t) + total
     return t, comp
+
+
+@numba.njit(cache=True, inline="always")
+def _curvature(gram, d, dg):  # pragma: no cover - compiled
+    """A unit's weight in the Newton matrix a pass forms (see :data:`GRAM_BASE`)."""
+    if gram == GRAM_FULL:
+        return d * dg
+    if gram == GRAM_BASE:
+        return d * (dg - 1.0)
+    return 0.0
 
 
 @numba.njit(cache=True, inline="always")
@@ -143,11 +160,12 @@ def _evaluate(
         xw = xw_acc[c]
         xw[:] = 0.0
         G = G_out if c == 0 else G_acc[c - 1]
-        if gram:
+        if gram != GRAM_NONE:
             for r in range(m):
                 G[r, :] = 0.0
         total = 0.0
         comp = 0.0  # Neumaier compensation: the dual's changes near the optimum are tiny
+        bound = 0.0
         for i in range(c * size, min(n, (c + 1) * size)):
             a0 = indptr[i]
             a1 = indptr[i + 1]
@@ -163,17 +181,22 @@ def _evaluate(
             w = di * g
             for a in range(a0, a1):
                 xw[indices[a]] += data[a] * w
-            v = di * dg
-            if gram and v != 0.0:
+            if dg == 0.0:
+                bound += di
+            v = _curvature(gram, di, dg)
+            if v != 0.0:
                 _add_pairs(G, rowpos, indices, data, a0, a1, v)
-        conj_acc[c] = total + comp
+        conj_acc[c, 0] = total + comp
+        conj_acc[c, 1] = bound
 
 
 TILE = 64
 
 
-def _symmetrize(G_out, G_acc):  # pragma: no cover - compiled
-    """``G_out`` += the chunks ``G_acc`` on the upper triangle, then mirrored to the lower.
+def _symmetrize(G_out, G_acc, base, brows):  # pragma: no cover - compiled
+    """``G_out`` += the chunks ``G_acc`` (and, unless ``base`` is empty, the base matrix on
+    the rows ``brows``: ``base[brows[r], brows[q]]``) on the upper triangle, then mirrored to
+    the lower.
 
     Works tile by tile (``TILE`` x ``TILE``), pairing tile rows ``I`` and ``T - 1 - I`` so the
     threads share the triangle evenly; the mirror writes of a tile row land in its own tile
@@ -181,6 +204,7 @@ def _symmetrize(G_out, G_acc):  # pragma: no cover - compiled
     """
     m = G_out.shape[0]
     nc = G_acc.shape[0]
+    has_base = base.shape[0] > 0
     T = (m + TILE - 1) // TILE
     for k in numba.prange((T + 1) // 2):
         for side in range(2):
@@ -197,6 +221,8 @@ def _symmetrize(G_out, G_acc):  # pragma: no cover - compiled
                         x = G_out[r, q]
                         for c in range(nc):
                             x += G_acc[c, r, q]
+                        if has_base:
+                            x += base[brows[r], brows[q]]
                         G_out[r, q] = x
                 for q in range(q0, q1):
                     for r in range(r0, min(r1, q)):
@@ -383,17 +409,18 @@ def warm() -> float:
                     True,
                     dist,
                     rowpos,
-                    True,
+                    GRAM_FULL,
                     False,
                     np.empty(2),
                     np.empty((1, 2)),
-                    np.empty(1),
+                    np.empty((1, 2)),
                     np.empty((2, 2)),
                     np.empty((0, 2, 2)),
                 )
             G, acc = np.empty((2, 2)), np.empty((1, 2, 2))
             GRAM_UPPER[k](indptr, indices, data, f, G, acc)
-            SYMMETRIZE[k](G, acc)
+            SYMMETRIZE[k](G, acc, G, rowpos)
+            SYMMETRIZE[k](G, acc, np.empty((0, 0)), rowpos)
             SUBMATRIX[k](G, rowpos, np.empty((2, 2)))
             RMATVEC[k](indptr, indices, data, f, np.empty(2))
             MATVEC[k](indptr, indices, data, f, 2, 1, 1)

@@ -36,8 +36,9 @@ def newton_exact(
         movable = glo < ghi
         free = np.where(movable, engine.d, 0.0)
         Jfree = engine.evaluator.weighted_gram(free)
-        if movable.all():
-            engine.set_reference_curvature(np.diag(Jfree).copy())  # saves a pass over X
+        if movable.all():  # X D X': saves a pass over X (and the linear passes' base)
+            engine.set_reference_curvature(np.diag(Jfree).copy())
+            engine.evaluator.set_base(Jfree)
         keep, drop = reduce_redundant_targets(Jfree, T, names)
         if drop.size:
             rows = keep

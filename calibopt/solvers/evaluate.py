@@ -5,10 +5,15 @@ g-weights ``g = clip(F(X' lambda))``, the estimates ``X (d g)`` (its residual), 
 sum ``sum_i d_i G*(u_i)`` (its dual objective) and, at accepted points, the Newton matrix
 ``X diag(d F'(u)) X'`` on the rows in play. For the built-in distances the compiled kernel
 computes all four in **one pass** over the non-zeros (``u`` and ``F'`` are never stored), with
-threads and buffers allocated once per solve. Custom distances, and every distance until numba
-has its kernels cached (:mod:`calibopt.solvers._kernel_cache`), compose the same quantities
-from the separate kernels and the distance's own NumPy functions. When X holds categorical
-margins, :class:`calibopt.solvers.onehot.CellEvaluator` runs the same pass by one-hot cells.
+threads and buffers allocated once per solve. For the linear distances (``F'`` is 1, or 0 on
+a bound) the Newton matrix is formed as ``X diag(d) X'``, kept from the first time it is
+needed, minus the units on a bound: the pass then adds the pairs of a few units instead of
+all of them (while the units on a bound hold at most :data:`BASE_SHARE` of the initial
+weight; beyond that the free units are the fewer, and the pass adds theirs). Custom
+distances, and every distance until numba has its kernels cached
+(:mod:`calibopt.solvers._kernel_cache`), compose the same quantities from the separate
+kernels and the distance's own NumPy functions. When X holds categorical margins,
+:class:`calibopt.solvers.onehot.CellEvaluator` runs the same pass by one-hot cells.
 """
 
 from __future__ import annotations
@@ -19,9 +24,24 @@ import numpy as np
 import scipy.sparse as sp
 
 from .distances import Distance, Linear, Logit, Raking, Truncated
-from .kernels import compiled, gram_chunks, matvec, pick, rmatvec, threads, weighted_gram
+from .kernels import (
+    compiled,
+    gram_chunks,
+    matvec,
+    pick,
+    rmatvec,
+    symmetrize,
+    threads,
+    weighted_gram,
+)
 
-__all__ = ["Evaluation", "Evaluator"]
+__all__ = ["BASE_SHARE", "Evaluation", "Evaluator"]
+
+BASE_SHARE = 0.5
+"""A linear distance's Newton matrix is the base ``X diag(d) X'`` minus the units on a bound
+while, at the last pass, those held at most this share of the initial weight (the pass then
+adds the pairs of the fewer units, and the subtraction costs little precision: with a share
+``s`` the matrix's rounding grows by at most ``(1 + s) / (1 - s)``, 3x here)."""
 
 
 @dataclass
@@ -70,6 +90,10 @@ class Evaluator:
         self._u = (np.empty(n), np.empty(n))
         self._J: list[np.ndarray | None] = [None, None]
         self._scratch = np.empty(0)
+        self.dsum = float(d.sum())
+        self._base: np.ndarray | None = None
+        self.bound_share = 0.0
+        """Share of the initial weight on a bound at the last pass (compiled passes only)."""
         self.rows = np.arange(Xc.shape[0])
         self._rowpos = np.arange(Xc.shape[0], dtype=np.int64)
         self.fused_passes = 0
@@ -102,6 +126,35 @@ class Evaluator:
         its threads' accumulators in :meth:`scratch`."""
         return weighted_gram(self.Xc, v, self.scratch)
 
+    def set_base(self, base: np.ndarray) -> None:
+        """Give the base ``X diag(d) X'`` (every row) when the caller has it; it must not
+        change while this evaluator runs."""
+        self._base = base
+
+    def _gram_mode(self, gram: bool, relax: bool) -> int:
+        """How the compiled pass forms the Newton matrix (``GRAM_*`` of the kernels): from
+        the base for the linear distances while few units sit on a bound."""
+        nb = compiled()
+        if not gram:
+            return nb.GRAM_NONE
+        if _code(self.dist) != nb.LINEAR or (self.bound_share > BASE_SHARE and not relax):
+            return nb.GRAM_FULL
+        if self._base is None:
+            self._base = self.weighted_gram(self.d)
+        return nb.GRAM_BASE
+
+    def _finish(self, mode: int, J, acc, conj_acc, relax: bool) -> float:
+        """After a compiled pass: completes ``J`` (adding the base in ``GRAM_BASE``), records
+        :attr:`bound_share` and returns the conjugate sum."""
+        nb = compiled()
+        if mode != nb.GRAM_NONE:
+            base = self._base if mode == nb.GRAM_BASE else None
+            symmetrize(J, acc, self.Xc.nnz, base, self.rows)
+        if not relax:  # (relaxed, no unit counts as on a bound)
+            self.bound_share = float(conj_acc[:, 1].sum()) / self.dsum if self.dsum else 0.0
+        self.fused_passes += 1
+        return float(conj_acc[:, 0].sum())
+
     def fused(self):
         """The compiled kernels and the distance's code, or None (compose in NumPy)."""
         nb = None if self.composed else compiled()
@@ -124,24 +177,24 @@ class Evaluator:
             return self._composed(lam, slot, gram, relax)
         nb, code = nb_code
         Xc = self.Xc
+        mode = self._gram_mode(gram, relax)
         nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)
         dummy = np.empty(0)
         g = self._g[slot]
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
-            self.lo is not None, self.hi is not None, code, self._rowpos, gram, relax,
+            self.lo is not None, self.hi is not None, code, self._rowpos, mode, relax,
             g, xw_acc, conj_acc, J, acc,
         )  # fmt: skip
-        if gram:
-            pick(nb.SYMMETRIZE, Xc.nnz)(J, acc)
-        self.fused_passes += 1
+        conj = self._finish(mode, J, acc, conj_acc, relax)
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
-        return Evaluation(g=g, xw=xw, conj=float(conj_acc.sum()), J=J if gram else None)
+        return Evaluation(g=g, xw=xw, conj=conj, J=J if gram else None)
 
     def _accumulators(self, slot: int, gram: bool):
         """Threads of a pass over X and their private sums: ``(nchunks, J, J's chunks,
-        estimates' chunks, conjugates' chunks)`` (``J`` on :attr:`rows`, kept per slot)."""
+        estimates' chunks, conjugates' chunks)`` (``J`` on :attr:`rows`, kept per slot; the
+        conjugates' chunks also hold the initial weight on a bound)."""
         nnz, m = self.Xc.nnz, self.rows.size
         nchunks = threads(nnz)
         if gram:
@@ -152,7 +205,7 @@ class Evaluator:
             J, acc = self._J[slot], self.scratch(size)[:size].reshape(nchunks - 1, m, m)
         else:
             J, acc = np.empty((0, 0)), np.empty((0, 0, 0))
-        return nchunks, J, acc, np.empty((nchunks, self.Xc.shape[0])), np.empty(nchunks)
+        return nchunks, J, acc, np.empty((nchunks, self.Xc.shape[0])), np.empty((nchunks, 2))
 
     def _composed(self, lam, slot, gram, relax) -> Evaluation:
         dist, lo, hi = self.dist, self.lo, self.hi

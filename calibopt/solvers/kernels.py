@@ -43,6 +43,7 @@ __all__ = [
     "row_absmax",
     "row_ranges",
     "submatrix",
+    "symmetrize",
     "threads",
     "to_csc",
     "weighted_gram",
@@ -146,8 +147,30 @@ def weighted_gram(
     G = np.empty((p, p))
     pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, G, acc)
     # indices are sorted, so every pair landed in the upper triangle of some chunk
-    pick(nb.SYMMETRIZE, Xc.nnz)(G, acc)
+    symmetrize(G, acc, Xc.nnz)
     return G
+
+
+_NO_BASE = np.empty((0, 0))
+
+
+def symmetrize(
+    G: np.ndarray,
+    acc: np.ndarray,
+    nnz: int,
+    base: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> None:
+    """Completes a Newton/Gram matrix from a pass's upper triangles (compiled kernels only).
+
+    ``G`` (m x m) += the threads' chunks ``acc`` and, when given, ``base[rows][:, rows]``,
+    on the upper triangle, then mirrored to the lower; ``nnz`` (of the pass's matrix) picks
+    the serial or the threaded kernel.
+    """
+    nb = compiled()
+    if base is None:
+        base, rows = _NO_BASE, np.empty(0, dtype=np.int64)
+    pick(nb.SYMMETRIZE, nnz)(G, acc, base, rows)
 
 
 def rmatvec(Xc: sp.csc_matrix, lam: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

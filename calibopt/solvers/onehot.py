@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from .distances import Distance
 from .evaluate import Evaluation, Evaluator, _code
-from .kernels import compiled, gram_chunks, pick, threads
+from .kernels import compiled, gram_chunks, pick, symmetrize, threads
 
 __all__ = ["CellEvaluator", "Cells", "find_cells", "make_evaluator", "uniform"]
 
@@ -315,9 +315,9 @@ class CellEvaluator(Evaluator):
         nc.CELLS_FINISH(
             cells.cell_rows, cells.cell_vals, cells.dpure, self._cellbuf[1], self._cellbuf[2],
             self._cellbuf[3], False, np.zeros((nchunks, cells.ncells)), H, Z, cells.rest_rows,
-            np.arange(p, dtype=np.int64), True, np.zeros(p), G,
+            np.arange(p, dtype=np.int64), nc.GRAM_FULL, np.zeros(p), G,
         )  # fmt: skip
-        pick(self.fused()[0].SYMMETRIZE, work)(G, acc)
+        symmetrize(G, acc, work)
         return G
 
     def __call__(
@@ -328,6 +328,7 @@ class CellEvaluator(Evaluator):
         from . import _numba_cells as nc
 
         lam = np.ascontiguousarray(lam, dtype=np.float64)
+        mode = self._gram_mode(gram, relax)
         cells = self.cells
         code = _code(self.dist)
         has_lo, has_hi = self.lo is not None, self.hi is not None
@@ -345,19 +346,17 @@ class CellEvaluator(Evaluator):
             cells.code, cells.rest_ptr, cells.rest_idx, cells.rest_val, F, gcell, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
             has_lo, has_hi, self.lo0, self.hi0, self.pure, code, self._rowpos, self._restpos,
-            gram, relax,
+            mode, relax,
             g, xw_acc, conj_acc, J, acc, W, H, Z,
         )  # fmt: skip
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
-        conj_pure = nc.CELLS_FINISH(
+        conj_pure, bound_pure = nc.CELLS_FINISH(
             cells.cell_rows, cells.cell_vals, cells.dpure, gcell, dgcell, ccell, self.pure,
-            W, H, Z, self._rest_in_play, self._rowpos, gram, xw, J,
+            W, H, Z, self._rest_in_play, self._rowpos, mode, xw, J,
         )  # fmt: skip
-        if gram:
-            pick(self.fused()[0].SYMMETRIZE, work)(J, acc)
-        self.fused_passes += 1
-        return Evaluation(g=g, xw=xw, conj=float(conj_acc.sum()) + conj_pure,
-                          J=J if gram else None)  # fmt: skip
+        conj_acc[0, 1] += bound_pure
+        conj = self._finish(mode, J, acc, conj_acc, relax)
+        return Evaluation(g=g, xw=xw, conj=conj + conj_pure, J=J if gram else None)
 
 
 def make_evaluator(Xc: sp.csc_matrix, d: np.ndarray, lo, hi, dist: Distance) -> Evaluator:
