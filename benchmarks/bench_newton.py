@@ -16,9 +16,10 @@ Three parts, each printed as a table measured in this run:
   entry-wise pass (every pair of a unit's entries) beside the pass Newton runs, which uses
   the one-hot cells of the categorical margins when it finds them
   (:mod:`calibopt.solvers.onehot`; the time to find them is shown).
-  Also the whole Newton solve per iteration (as ``calibrate`` runs it, redundant targets left
-  out; its time / iterations, so the one-off redundancy check counts), with and without
-  merging identical units.
+  Also the whole Newton solve (as ``calibrate`` runs it, redundant targets left out), with and
+  without merging identical units, split into its one-off setup (finding the cells, the
+  redundancy check's Gram) and Newton's own time per iteration (``DualNewton.solve`` from its
+  first pass to its last, divided by the iterations), beside the whole time / iterations.
 * ``first`` -- a fresh process with an empty numba cache (``NUMBA_CACHE_DIR`` a new temp
   folder): import + the first ``calibrate`` vs the second, with the default kernels (NumPy
   until the background compile has cached numba's) and with ``CALIBOPT_KERNELS=numba``
@@ -184,12 +185,19 @@ def part_iteration(sizes, repeat) -> list[dict]:
                         eng, b, names, prep.glo, prep.ghi, epsilon=1e-10, max_iter=100
                     )[0]
 
-                t_solve, out = best(solve, repeat)
+                t_solve, newton = np.inf, np.inf
+                for _ in range(repeat):  # the best whole solve, and the best Newton part
+                    t0 = time.perf_counter()
+                    out = solve()
+                    t_solve = min(t_solve, time.perf_counter() - t0)
+                    newton = min(newton, out.seconds)
                 rows.append(dict(kind=kind, n=n, columns=X.shape[1], nnz=X.nnz,
                                  collapsed=collapse, bound=bound, plain=t_plain, fused=t_pass,
                                  trial=t_eval, find=t_find,
                                  cells=None if cells is None else cells.ncells,
                                  per_iter=t_solve / max(out.iterations, 1),
+                                 setup=max(t_solve - newton, 0.0),
+                                 newton_iter=newton / max(out.iterations, 1),
                                  iterations=out.iterations, bandwidth=bw))  # fmt: skip
     return rows
 
@@ -270,18 +278,21 @@ def main(argv=None) -> int:
         print(
             "| problem | n | columns | nnz | units merged | bound ms "
             "| entry-wise pass ms (x bound) | one-hot cells (found in ms) "
-            "| fused pass ms (x bound) | trial pass ms | Newton s/iteration (x bound) "
-            "| iterations |"
+            "| fused pass ms (x bound) | trial pass ms | setup ms | Newton ms/iteration (x bound) "
+            "| whole solve ms/iteration (x bound) | iterations |"
         )
-        print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+              "| ---: | ---: |")  # fmt: skip
         for r in rows:
             found = "-" if r["cells"] is None else f"{r['cells']:,} ({1e3 * r['find']:.1f})"
             print(f"| {r['kind']} | {r['n']:,} | {r['columns']:,} | {r['nnz']:,} | "
                   f"{'yes' if r['collapsed'] else 'no'} | {1e3 * r['bound']:.2f} | "
                   f"{1e3 * r['plain']:.2f} ({r['plain'] / r['bound']:.1f}) | {found} | "
                   f"{1e3 * r['fused']:.2f} ({r['fused'] / r['bound']:.1f}) | "
-                  f"{1e3 * r['trial']:.2f} | {r['per_iter']:.4f} "
-                  f"({r['per_iter'] / r['bound']:.2f}) | {r['iterations']} |")  # fmt: skip
+                  f"{1e3 * r['trial']:.2f} | {1e3 * r['setup']:.1f} | "
+                  f"{1e3 * r['newton_iter']:.2f} ({r['newton_iter'] / r['bound']:.1f}) | "
+                  f"{1e3 * r['per_iter']:.2f} ({r['per_iter'] / r['bound']:.1f}) | "
+                  f"{r['iterations']} |")  # fmt: skip
     if args.part in ("all", "user"):
         rows = part_user(args.sizes, args.repeat, args.peer_max_n, peers)
         print("\n## User path: problem_from_margins + calibrate (best of "

@@ -120,6 +120,9 @@ def test_cell_pass_equals_entrywise_pass(monkeypatch, n, kind, bounds, partial, 
         same_pieces(plain, ev, lam)
     v = np.where(rng.random(n) > 0.2, d, 0.0)
     assert rel(ev.weighted_gram(v), plain.weighted_gram(v)) < 1e-13
+    xv, xv_plain = np.empty(Xc.shape[0]), np.empty(Xc.shape[0])
+    assert rel(ev.weighted_gram(v, sums=xv), plain.weighted_gram(v, sums=xv_plain)) < 1e-13
+    assert rel(xv, Xc @ v) < 1e-13 and rel(xv_plain, Xc @ v) < 1e-13
 
 
 def test_detection_finds_the_margins_of_problem_from_margins():
@@ -274,25 +277,25 @@ def test_r_reproductions_through_the_cell_pass(monkeypatch, r_oracle_dir):
 
 def _spy_modes(monkeypatch):
     modes = []
-    real = Evaluator._gram_mode
+    real = Evaluator._relative
 
     def spy(self, gram, relax):
         modes.append(real(self, gram, relax))
         return modes[-1]
 
-    monkeypatch.setattr(Evaluator, "_gram_mode", spy)
+    monkeypatch.setattr(Evaluator, "_relative", spy)
     return modes
 
 
 @pytest.mark.parametrize("kind", ["linear", "truncated"])
 @pytest.mark.parametrize("cells", [False, True], ids=["entry-wise", "cells"])
 def test_linear_newton_matrix_from_the_base(monkeypatch, kind, cells):
-    """For the linear distances the Newton matrix is X D X' minus the units on a bound while
-    those hold at most half the initial weight, and formed directly beyond that."""
+    """For the linear distances a pass works relative to the base (every unit free: estimates
+    X d + X D X' lambda, Newton matrix X D X') and adds the units on a bound, while those hold
+    at most half the initial weight; beyond that it sums every free unit directly."""
     from calibopt.solvers.evaluate import BASE_SHARE
 
     monkeypatch.setattr(onehot, "MIN_UNITS", 0)
-    nb = compiled()
     modes = _spy_modes(monkeypatch)
     n = 60_000
     Xc = margins_matrix(n, partial=True, ncont=2)
@@ -316,19 +319,24 @@ def test_linear_newton_matrix_from_the_base(monkeypatch, kind, cells):
         on_bound = (ref.g <= lo) | (ref.g >= hi)
         share = d[on_bound].sum() / d.sum()
         assert (share < 0.2) if share_expected == "few" else (share > 0.8)
-        for _ in range(2):  # the second pass knows the first's share
-            a = ev(lam, 1, gram=True)
+        for gram in (True, False, True):  # the later passes know the first's share
+            before = ev.bound_share
+            a = ev(lam, 1, gram=gram)
+            assert modes[-1] == (before <= BASE_SHARE)
+            assert rel(a.g, ref.g) < 1e-14
+            assert rel(a.xw, ref.xw) < 1e-13
             assert abs(a.conj - ref.conj) <= 1e-12 * abs(ref.conj)
-            assert rel(a.J, Jref) < 1e-12
+            assert not gram or rel(a.J, Jref) < 1e-12
             assert ev.bound_share == pytest.approx(share, rel=1e-12)
-        assert modes[-1] == (nb.GRAM_BASE if share <= BASE_SHARE else nb.GRAM_FULL)
+        assert modes[-1] == (share <= BASE_SHARE)
         # relaxed curvature (F' = 1 on a bound too): the base itself, whatever the share
         b = ev(lam, 0, gram=True, relax=True)
-        assert modes[-1] == nb.GRAM_BASE
+        assert modes[-1] is True
+        assert rel(b.xw, ref.xw) < 1e-13
         assert rel(b.J, K[np.ix_(rows, rows)]) < 1e-13
         assert ev.bound_share == pytest.approx(share, rel=1e-12)  # (not reset by relax)
     # the base is what the caller gives (newton_exact passes its Gram): a wrong one shows
-    ev.set_base(2.0 * K)
+    ev.set_base(2.0 * K, Xc @ d)
     ev.bound_share = 0.0
     lam = rng.normal(size=Xc.shape[0]) * 0.02
     wrong = ev(lam, 0, gram=True).J
@@ -352,19 +360,49 @@ def test_newton_exact_hands_its_gram_to_the_linear_passes(monkeypatch):
     grams = []
     for cls in (Evaluator, onehot.CellEvaluator):
 
-        def counted(self, v, real=cls.weighted_gram):
+        def counted(self, v, sums=None, real=cls.weighted_gram):
             grams.append(1)
-            return real(self, v)
+            return real(self, v, sums)
 
         monkeypatch.setattr(cls, "weighted_gram", counted)
     modes = _spy_modes(monkeypatch)
     r = co.calibrate(p, method="linear")
     assert r.status == "optimal" and r.iterations >= 2  # units reach w = 0
     assert np.any(r.weights == 0)
-    assert len(grams) == 1 and compiled().GRAM_BASE in modes
+    assert len(grams) == 1 and True in modes
     monkeypatch.setattr(evaluate, "BASE_SHARE", -1.0)  # every pass forms it directly
     modes.clear()
     r2 = co.calibrate(p, method="linear")
-    assert compiled().GRAM_BASE not in modes
+    assert True not in modes
     assert r2.iterations == r.iterations
     np.testing.assert_allclose(r.weights, r2.weights, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cells", [False, True], ids=["entry-wise", "cells"])
+def test_linear_evaluation_at_zero_is_the_base(monkeypatch, cells):
+    """At lambda = 0 with every unit free (g = 1 within its bounds) the linear evaluation is
+    the base (X d, conjugate 0, X D X') without a pass; a unit whose bounds exclude 1 makes
+    it a pass again."""
+    monkeypatch.setattr(onehot, "MIN_UNITS", 0)
+    n = 40_000
+    Xc = margins_matrix(n, partial=True, ncont=2, seed=4)
+    d = np.random.default_rng(4).uniform(1.0, 5.0, n)
+    rows = np.setdiff1d(np.arange(Xc.shape[0]), [2, Xc.shape[0] - 2])
+    zero = np.zeros(Xc.shape[0])
+    for lo0, passes in ((0.5, 0), (1.0, 1)):
+        lo, hi = np.full(n, 0.5), np.full(n, 2.0)
+        lo[123] = lo0
+        make = onehot.make_evaluator if cells else Evaluator
+        ev = make(Xc, d, lo, hi, get_distance("truncated"))
+        ev.set_rows(rows)
+        reference = Evaluator(Xc, d, lo, hi, get_distance("truncated"))
+        reference.composed = True
+        reference.set_rows(rows)
+        xd = np.empty(Xc.shape[0])
+        ev.set_base(ev.weighted_gram(d, sums=xd), xd)
+        before = ev.fused_passes
+        a, b = ev(zero, 0, gram=True), reference(zero, 1, gram=True)
+        assert ev.fused_passes - before == passes
+        assert rel(a.g, b.g) == 0.0 and rel(a.xw, b.xw) < 1e-13
+        assert abs(a.conj) == 0.0 if passes == 0 else abs(a.conj - b.conj) < 1e-9
+        assert rel(a.J, reference.gram(b.u, b.g)) < 1e-13

@@ -2,10 +2,11 @@
 
 Detection (:func:`_row_minmax`, :func:`_conflicts`, :func:`_codes`, :func:`_rest_fill`) reads
 the CSC matrix a few times once per solve; the pass itself (:func:`_evaluate_cells`, then
-:func:`_cell_units` before and :func:`_cells_finish` after it) replaces the one-hot rows of a
-unit by one cell index. Like :mod:`calibopt.solvers._numba_kernels`, every kernel is compiled
-parallel and serial, cached on disk, and compiled in the background warm-up (:func:`warm`
-compiles both modules; the cache stamp digests both sources).
+:func:`_cell_units` before and :func:`_cells_finish` after it; :func:`_gram_cells` for
+``X diag(v) X'`` and ``X v``) replaces the one-hot rows of a unit by one cell index. Like
+:mod:`calibopt.solvers._numba_kernels`, every kernel is compiled parallel and serial, cached
+on disk, and compiled in the background warm-up (:func:`warm` compiles both modules; the
+cache stamp digests both sources).
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import numba
 import numpy as np
 
 from ._numba_kernels import (
-    GRAM_FULL,
-    GRAM_NONE,
     LINEAR,
     LOGIT,
     RAKING,
     _add_pairs,
     _compile,
-    _curvature,
+    _free,
     _neumaier,
+    _relative,
     _unit,
 )
 from ._numba_kernels import warm as _warm_core
@@ -179,6 +179,7 @@ def _evaluate_cells(
     rowpos,
     restpos,
     gram,
+    relative,
     relax,
     g_out,
     xw_acc,
@@ -195,8 +196,9 @@ def _evaluate_cells(
 
     With ``pure_cells`` (uniform bounds) a unit without other entries only copies its cell's
     g-weight: its sums come from the cell's total initial weight in :func:`_cells_finish`.
-    ``gram`` is one of :data:`~calibopt.solvers._numba_kernels.GRAM_NONE`, ``GRAM_FULL``,
-    ``GRAM_BASE``; ``conj_acc[c]`` gets the chunk's conjugate sum and initial weight on a bound.
+    ``relative`` sums the differences from the linear base
+    (:func:`~calibopt.solvers._numba_kernels._relative`); ``conj_acc[c]`` gets the chunk's
+    conjugate sum and initial weight on a bound.
     """
     n = code.shape[0]
     rest = rptr.shape[0] > 1  # (a single 0: no unit has other entries)
@@ -211,7 +213,7 @@ def _evaluate_cells(
         G = G_out if c == 0 else G_acc[c - 1]
         H = H_acc[c]
         Z = Z_acc[c]
-        if gram != GRAM_NONE:
+        if gram:
             for r in range(m):
                 G[r, :] = 0.0
             H[:] = 0.0
@@ -234,18 +236,21 @@ def _evaluate_cells(
             if not pure_cells:  # uniform bounds: no per-unit reads
                 li = lo[i] if has_lo else 0.0
                 hi_i = hi[i] if has_hi else 0.0
+            if relative and _free(u, has_lo, has_hi, li, hi_i):
+                g_out[i] = 1.0 + u
+                continue
             g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
             g_out[i] = g
-            di = d[i]
-            total, comp = _neumaier(total, comp, di * conj)
-            w = di * g
+            if dg == 0.0:
+                bound += d[i]
+            skip, w, dc, v = _relative(relative, d, i, u, g, dg, conj)
+            if skip:
+                continue
+            total, comp = _neumaier(total, comp, dc)
             W[k] += w
             for a in range(a0, a1):
                 xw[ridx[a]] += rdat[a] * w
-            if dg == 0.0:
-                bound += di
-            v = _curvature(gram, di, dg)
-            if v != 0.0:
+            if gram and v != 0.0:
                 H[k] += v
                 for a in range(a0, a1):
                     j = restpos[ridx[a]]
@@ -301,12 +306,14 @@ def _cells_finish(
     rest_rows,
     rowpos,
     gram,
+    relative,
+    F,
     xw,
     G,
 ):  # pragma: no cover - compiled
     """Adds the cells' sums to the estimates ``xw`` and the upper triangle of ``G`` (``gram``
-    as in :func:`_evaluate_cells`); returns the pure units' conjugate sum and initial weight
-    on a bound (serial: a few operations per cell)."""
+    and ``relative`` as in :func:`_evaluate_cells`); returns the pure units' conjugate sum and
+    initial weight on a bound (serial: a few operations per cell)."""
     ncells, nb = cell_rows.shape
     nchunks = W_acc.shape[0]
     R = rest_rows.shape[0]
@@ -318,19 +325,22 @@ def _cells_finish(
         Hk = 0.0
         for c in range(nchunks):
             Wk += W_acc[c, k]
-            if gram != GRAM_NONE:
+            if gram:
                 Hk += H_acc[c, k]
         if pure_cells and dpure[k] > 0.0:
-            Wk += dpure[k] * gcell[k]
-            Hk += _curvature(gram, dpure[k], dgcell[k])
-            total, comp = _neumaier(total, comp, dpure[k] * ccell[k])
             if dgcell[k] == 0.0:
                 bound += dpure[k]
+            fk = F[k] if relative else 0.0
+            skip, w, dc, v = _relative(relative, dpure, k, fk, gcell[k], dgcell[k], ccell[k])
+            if not skip:
+                Wk += w
+                Hk += v
+                total, comp = _neumaier(total, comp, dc)
         for b in range(nb):
             r = cell_rows[k, b]
             if r >= 0:
                 xw[r] += cell_vals[k, b] * Wk
-        if gram == GRAM_NONE:
+        if not gram:
             continue
         for b in range(nb):
             r = cell_rows[k, b]
@@ -413,12 +423,14 @@ def warm() -> float:
             W, H, Z = np.empty((1, 2)), np.empty((1, 2)), np.empty((1, 2, 1))
             G = np.empty((2, 2))
             EVALUATE_CELLS[k](code, rptr, ridx, data[:2], F, gc, f, f, f * 0.5, f * 2.0,
-                              True, True, 0.5, 2.0, True, dist, rowpos, rowpos, GRAM_FULL,
-                              False, np.empty(2), np.empty((1, 2)), np.empty((1, 2)), G,
-                              np.empty((0, 2, 2)), W, H, Z)  # fmt: skip
+                              True, True, 0.5, 2.0, True, dist, rowpos, rowpos, True,
+                              dist == LINEAR, False, np.empty(2), np.empty((1, 2)),
+                              np.empty((1, 2)), G, np.empty((0, 2, 2)), W, H, Z)  # fmt: skip
         GRAM_CELLS[k](code, rptr, ridx, data[:2], f, rowpos, G, np.empty((0, 2, 2)), H, Z)
-    CELLS_FINISH(cell_rows, cell_vals, f, f, f, f, True, W, H, Z, np.array([1], dtype=np.int64),
-                 rowpos, GRAM_FULL, np.zeros(2), G)  # fmt: skip
+    for relative in (False, True):
+        CELLS_FINISH(cell_rows, cell_vals, f, f, f, f, True, W, H, Z,
+                     np.array([1], dtype=np.int64), rowpos, True, relative, f, np.zeros(2),
+                     G)  # fmt: skip
     return time.perf_counter() - t0
 
 

@@ -10,7 +10,7 @@ The central kernel is :func:`_evaluate`, one pass over the CSC matrix that, for 
 estimates ``X (d g)``, the conjugate sum ``sum d G*(u)`` and, on request, the upper triangle
 of the Newton matrix ``X diag(d F'(u)) X'`` restricted to the rows in play, never storing
 ``u`` or ``d F'(u)``. Distances are coded as :data:`LINEAR`, :data:`RAKING`, :data:`LOGIT`;
-the Newton matrix is wanted as :data:`GRAM_NONE`, :data:`GRAM_FULL` or :data:`GRAM_BASE`.
+a pass may work *relative* to the linear base (see :func:`_relative`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ import numba
 import numpy as np
 
 LINEAR, RAKING, LOGIT = 0, 1, 2
-
-GRAM_NONE, GRAM_FULL, GRAM_BASE = 0, 1, 2
-"""How a pass forms the Newton matrix: not at all; every unit's pairs with ``v = d F'(u)``;
-or its difference from the base ``X diag(d) X'`` (``v = d (F'(u) - 1)``, so only units with
-``F' != 1`` add pairs: for the linear distances, the units on a bound). A pass also sums the
-initial weight of its units on a bound (second column of the conjugates' accumulator)."""
 
 
 def _compile(fn):
@@ -66,13 +60,32 @@ def _neumaier(total, comp, term):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _curvature(gram, d, dg):  # pragma: no cover - compiled
-    """A unit's weight in the Newton matrix a pass forms (see :data:`GRAM_BASE`)."""
-    if gram == GRAM_FULL:
-        return d * dg
-    if gram == GRAM_BASE:
-        return d * (dg - 1.0)
-    return 0.0
+def _free(u, has_lo, has_hi, lo, hi):  # pragma: no cover - compiled
+    """Whether a unit is free under a linear distance (``1 + u`` strictly within its bounds),
+    the case in which a pass relative to the base only stores ``g = 1 + u``."""
+    g = 1.0 + u
+    return (not has_lo or g > lo) and (not has_hi or g < hi)
+
+
+@numba.njit(cache=True, inline="always")
+def _relative(relative, d, i, u, g, dg, conj):  # pragma: no cover - compiled
+    """Unit ``i``'s ``(skip, weight, conjugate, curvature)`` in a pass's sums (``d`` read
+    only where needed).
+
+    Directly: ``d g``, ``d G*(u)`` and ``d F'(u)``. ``relative`` (the linear distances only):
+    their differences from the base, where every unit is free (``g = 1 + u``, ``G*(u) = u +
+    u^2 / 2``, ``F' = 1``), whose sums are ``X d + X D X' lambda``, ``lambda' X d + lambda'
+    X D X' lambda / 2`` and ``X D X'``: a free unit adds nothing (``skip``), a unit on a bound
+    its difference.
+    """
+    if not relative:
+        di = d[i]
+        return False, di * g, di * conj, di * dg
+    e = g - (1.0 + u)
+    if e == 0.0 and dg == 1.0:
+        return True, 0.0, 0.0, 0.0
+    di = d[i]
+    return False, di * e, di * (conj - u - 0.5 * u * u), di * (dg - 1.0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -145,6 +158,7 @@ def _evaluate(
     dist,
     rowpos,
     gram,
+    relative,
     relax,
     g_out,
     xw_acc,
@@ -160,7 +174,7 @@ def _evaluate(
         xw = xw_acc[c]
         xw[:] = 0.0
         G = G_out if c == 0 else G_acc[c - 1]
-        if gram != GRAM_NONE:
+        if gram:
             for r in range(m):
                 G[r, :] = 0.0
         total = 0.0
@@ -174,17 +188,20 @@ def _evaluate(
                 u += data[a] * lam[indices[a]]
             li = lo[i] if has_lo else 0.0
             hi_i = hi[i] if has_hi else 0.0
+            if relative and _free(u, has_lo, has_hi, li, hi_i):
+                g_out[i] = 1.0 + u
+                continue
             g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
             g_out[i] = g
-            di = d[i]
-            total, comp = _neumaier(total, comp, di * conj)
-            w = di * g
+            if dg == 0.0:
+                bound += d[i]
+            skip, w, dc, v = _relative(relative, d, i, u, g, dg, conj)
+            if skip:
+                continue
+            total, comp = _neumaier(total, comp, dc)
             for a in range(a0, a1):
                 xw[indices[a]] += data[a] * w
-            if dg == 0.0:
-                bound += di
-            v = _curvature(gram, di, dg)
-            if v != 0.0:
+            if gram and v != 0.0:
                 _add_pairs(G, rowpos, indices, data, a0, a1, v)
         conj_acc[c, 0] = total + comp
         conj_acc[c, 1] = bound
@@ -409,7 +426,8 @@ def warm() -> float:
                     True,
                     dist,
                     rowpos,
-                    GRAM_FULL,
+                    True,
+                    dist == LINEAR,
                     False,
                     np.empty(2),
                     np.empty((1, 2)),

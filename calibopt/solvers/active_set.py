@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .evaluate import uniform
 from .feasibility import reduce_redundant_targets
 from .newton import REDUNDANCY_LIMIT, DualNewton, NewtonOutcome
-from .onehot import uniform
 
 __all__ = ["newton_exact"]
 
@@ -35,10 +35,13 @@ def newton_exact(
     if p <= min(engine.dense_limit, REDUNDANCY_LIMIT):
         movable = glo < ghi
         free = np.where(movable, engine.d, 0.0)
-        Jfree = engine.evaluator.weighted_gram(free)
-        if movable.all():  # X D X': saves a pass over X (and the linear passes' base)
+        base = movable.all() and engine.evaluator.uses_base
+        xd = np.empty(p) if base else None
+        Jfree = engine.evaluator.weighted_gram(free, sums=xd)
+        if movable.all():  # X D X': saves a pass over X
             engine.set_reference_curvature(np.diag(Jfree).copy())
-            engine.evaluator.set_base(Jfree)
+        if base:  # (and is the linear passes' base, with X d)
+            engine.evaluator.set_base(Jfree, xd)
         keep, drop = reduce_redundant_targets(Jfree, T, names)
         if drop.size:
             rows = keep

@@ -5,14 +5,16 @@ g-weights ``g = clip(F(X' lambda))``, the estimates ``X (d g)`` (its residual), 
 sum ``sum_i d_i G*(u_i)`` (its dual objective) and, at accepted points, the Newton matrix
 ``X diag(d F'(u)) X'`` on the rows in play. For the built-in distances the compiled kernel
 computes all four in **one pass** over the non-zeros (``u`` and ``F'`` are never stored), with
-threads and buffers allocated once per solve. For the linear distances (``F'`` is 1, or 0 on
-a bound) the Newton matrix is formed as ``X diag(d) X'``, kept from the first time it is
-needed, minus the units on a bound: the pass then adds the pairs of a few units instead of
-all of them (while the units on a bound hold at most :data:`BASE_SHARE` of the initial
-weight; beyond that the free units are the fewer, and the pass adds theirs). Custom
-distances, and every distance until numba has its kernels cached
-(:mod:`calibopt.solvers._kernel_cache`), compose the same quantities from the separate
-kernels and the distance's own NumPy functions. When X holds categorical margins,
+threads and buffers allocated once per solve. For the linear distances a pass works
+*relative to the base* where every unit is free (``g = 1 + u``): there the estimates are
+``X d + X D X' lambda``, the conjugate sum ``lambda' X d + lambda' X D X' lambda / 2`` and the
+Newton matrix ``X D X'``, from ``X D X'`` kept once per solve, so the pass only forms ``u``
+and ``g`` per unit and adds the differences of the units on a bound (while those hold at
+most :data:`BASE_SHARE` of the initial weight; beyond that the free units are the fewer,
+and the pass sums theirs directly); at ``lambda = 0`` with every unit free the base is the
+evaluation, without a pass. Custom distances, and every distance until numba has its
+kernels cached (:mod:`calibopt.solvers._kernel_cache`), compose the same quantities from the
+separate kernels and the distance's own NumPy functions. When X holds categorical margins,
 :class:`calibopt.solvers.onehot.CellEvaluator` runs the same pass by one-hot cells.
 """
 
@@ -35,13 +37,13 @@ from .kernels import (
     weighted_gram,
 )
 
-__all__ = ["BASE_SHARE", "Evaluation", "Evaluator"]
+__all__ = ["BASE_SHARE", "Evaluation", "Evaluator", "uniform"]
 
 BASE_SHARE = 0.5
-"""A linear distance's Newton matrix is the base ``X diag(d) X'`` minus the units on a bound
-while, at the last pass, those held at most this share of the initial weight (the pass then
-adds the pairs of the fewer units, and the subtraction costs little precision: with a share
-``s`` the matrix's rounding grows by at most ``(1 + s) / (1 - s)``, 3x here)."""
+"""A linear distance's pass works relative to the base (every unit free) while, at the last
+pass, the units on a bound held at most this share of the initial weight: it then sums the
+fewer units, and the differences cost little precision (with a share ``s`` the sums'
+rounding grows by at most ``(1 + s) / (1 - s)``, 3x here)."""
 
 
 @dataclass
@@ -53,6 +55,15 @@ class Evaluation:
     conj: float
     J: np.ndarray | None = None
     u: np.ndarray | None = None
+
+
+def uniform(x: np.ndarray | None) -> bool:
+    """Whether a per-unit vector (or None) holds one value."""
+    if x is None:
+        return True
+    if x.size and x.strides[0] == 0:
+        return True
+    return bool(x.size == 0 or (x.min() == x.max()))
 
 
 def _code(dist: Distance) -> int | None:
@@ -92,6 +103,8 @@ class Evaluator:
         self._scratch = np.empty(0)
         self.dsum = float(d.sum())
         self._base: np.ndarray | None = None
+        self._base_xd: np.ndarray | None = None
+        self._free_at_zero: bool | None = None
         self.bound_share = 0.0
         """Share of the initial weight on a bound at the last pass (compiled passes only)."""
         self.rows = np.arange(Xc.shape[0])
@@ -121,39 +134,78 @@ class Evaluator:
             self._scratch = np.empty(size)
         return self._scratch
 
-    def weighted_gram(self, v: np.ndarray) -> np.ndarray:
+    def weighted_gram(self, v: np.ndarray, sums: np.ndarray | None = None) -> np.ndarray:
         """``X diag(v) X'`` on every row (e.g. the Gram of the free units' initial weights),
-        its threads' accumulators in :meth:`scratch`."""
+        its threads' accumulators in :meth:`scratch`; with ``sums`` (length p), also ``X v``
+        written into it."""
+        if sums is not None:
+            sums[...] = matvec(self.Xc, v)
         return weighted_gram(self.Xc, v, self.scratch)
 
-    def set_base(self, base: np.ndarray) -> None:
-        """Give the base ``X diag(d) X'`` (every row) when the caller has it; it must not
-        change while this evaluator runs."""
-        self._base = base
-
-    def _gram_mode(self, gram: bool, relax: bool) -> int:
-        """How the compiled pass forms the Newton matrix (``GRAM_*`` of the kernels): from
-        the base for the linear distances while few units sit on a bound."""
+    @property
+    def uses_base(self) -> bool:
+        """Whether the compiled passes work relative to the linear base (see the module)."""
         nb = compiled()
-        if not gram:
-            return nb.GRAM_NONE
-        if _code(self.dist) != nb.LINEAR or (self.bound_share > BASE_SHARE and not relax):
-            return nb.GRAM_FULL
+        return nb is not None and _code(self.dist) == nb.LINEAR
+
+    def set_base(self, base: np.ndarray, sums: np.ndarray) -> None:
+        """Give the base ``X diag(d) X'`` and ``X d`` (every row) when the caller has them;
+        they must not change while this evaluator runs."""
+        self._base, self._base_xd = base, sums
+
+    def _relative(self, gram: bool, relax: bool) -> bool:
+        """Whether the compiled pass works relative to the linear base: for the linear
+        distances while few units sit on a bound (the base ``X D X'`` is formed when first a
+        Newton matrix is wanted; relaxed, every unit counts as free in it)."""
+        if not self.uses_base:
+            return False
+        if self.bound_share > BASE_SHARE and not relax:
+            return False
         if self._base is None:
-            self._base = self.weighted_gram(self.d)
-        return nb.GRAM_BASE
+            if not gram:
+                return False
+            xd = np.empty(self.Xc.shape[0])
+            self.set_base(self.weighted_gram(self.d, sums=xd), xd)
+        return True
 
-    def _finish(self, mode: int, J, acc, conj_acc, relax: bool) -> float:
-        """After a compiled pass: completes ``J`` (adding the base in ``GRAM_BASE``), records
-        :attr:`bound_share` and returns the conjugate sum."""
-        nb = compiled()
-        if mode != nb.GRAM_NONE:
-            base = self._base if mode == nb.GRAM_BASE else None
-            symmetrize(J, acc, self.Xc.nnz, base, self.rows)
+    def _at_zero(self, lam, slot: int, gram: bool) -> Evaluation | None:
+        """Relative to the base at ``lambda = 0`` with every unit free there (``g = F(0) = 1``
+        within the bounds): the base itself, without a pass over X; else None."""
+        if lam.any():
+            return None
+        if self._free_at_zero is None:
+            lo, hi = self.lo, self.hi
+            self._free_at_zero = bool(
+                (lo is None or (lo[:1] if uniform(lo) else lo).max(initial=-np.inf) < 1.0)
+                and (hi is None or (hi[:1] if uniform(hi) else hi).min(initial=np.inf) > 1.0)
+            )  # fmt: skip
+        if not self._free_at_zero:
+            return None
+        g = self._g[slot]
+        g.fill(1.0)
+        J = None
+        if gram:
+            _, J, _, _, _ = self._accumulators(slot, True)
+            J.fill(0.0)
+            symmetrize(J, np.empty((0, *J.shape)), self.Xc.nnz, self._base, self.rows)
+        self.bound_share = 0.0
+        return Evaluation(g=g, xw=self._base_xd.copy(), conj=0.0, J=J)
+
+    def _finish(self, relative: bool, gram: bool, lam, J, acc, xw, conj_acc, relax):
+        """After a compiled pass: completes ``J`` and, relative to the base, the estimates
+        ``xw`` (in place); records :attr:`bound_share` and returns the conjugate sum."""
+        if gram:
+            symmetrize(J, acc, self.Xc.nnz, self._base if relative else None, self.rows)
+        conj = float(conj_acc[:, 0].sum())
+        if relative:
+            Kl = self._base @ lam
+            xw += self._base_xd
+            xw += Kl
+            conj += float(lam @ self._base_xd) + 0.5 * float(lam @ Kl)
         if not relax:  # (relaxed, no unit counts as on a bound)
             self.bound_share = float(conj_acc[:, 1].sum()) / self.dsum if self.dsum else 0.0
         self.fused_passes += 1
-        return float(conj_acc[:, 0].sum())
+        return conj
 
     def fused(self):
         """The compiled kernels and the distance's code, or None (compose in NumPy)."""
@@ -177,18 +229,21 @@ class Evaluator:
             return self._composed(lam, slot, gram, relax)
         nb, code = nb_code
         Xc = self.Xc
-        mode = self._gram_mode(gram, relax)
+        relative = self._relative(gram, relax)
+        zero = self._at_zero(lam, slot, gram) if relative else None
+        if zero is not None:
+            return zero
         nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)
         dummy = np.empty(0)
         g = self._g[slot]
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
-            self.lo is not None, self.hi is not None, code, self._rowpos, mode, relax,
-            g, xw_acc, conj_acc, J, acc,
+            self.lo is not None, self.hi is not None, code, self._rowpos, gram, relative,
+            relax, g, xw_acc, conj_acc, J, acc,
         )  # fmt: skip
-        conj = self._finish(mode, J, acc, conj_acc, relax)
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
+        conj = self._finish(relative, gram, lam, J, acc, xw, conj_acc, relax)
         return Evaluation(g=g, xw=xw, conj=conj, J=J if gram else None)
 
     def _accumulators(self, slot: int, gram: bool):

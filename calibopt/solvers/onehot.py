@@ -28,10 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .distances import Distance
-from .evaluate import Evaluation, Evaluator, _code
+from .evaluate import Evaluation, Evaluator, _code, uniform
 from .kernels import compiled, gram_chunks, pick, symmetrize, threads
 
-__all__ = ["CellEvaluator", "Cells", "find_cells", "make_evaluator", "uniform"]
+__all__ = ["CellEvaluator", "Cells", "find_cells", "make_evaluator"]
 
 MIN_UNITS = 20_000
 """Fewer units than this: the plain pass (detection would cost more than it saves)."""
@@ -231,15 +231,6 @@ def _coded(Xc: sp.csc_matrix, nc, sample: bool):
     return not seen[:, -1].any(), keep, val, stride, seen, code, nrest
 
 
-def uniform(x: np.ndarray | None) -> bool:
-    """Whether a per-unit vector (or None) holds one value."""
-    if x is None:
-        return True
-    if x.size and x.strides[0] == 0:
-        return True
-    return bool(x.size == 0 or (x.min() == x.max()))
-
-
 class CellEvaluator(Evaluator):
     """:class:`~calibopt.solvers.evaluate.Evaluator` whose compiled pass uses one-hot cells.
 
@@ -292,10 +283,10 @@ class CellEvaluator(Evaluator):
             self._sums[key] = (W, H, Z)
         return self._sums[key]
 
-    def weighted_gram(self, v: np.ndarray) -> np.ndarray:
-        """``X diag(v) X'`` on every row, from the cells (see the base class)."""
+    def weighted_gram(self, v: np.ndarray, sums: np.ndarray | None = None) -> np.ndarray:
+        """``X diag(v) X'`` (and ``X v``) on every row, from the cells (see the base class)."""
         if self.fused() is None:
-            return super().weighted_gram(v)
+            return super().weighted_gram(v, sums)
         from . import _numba_cells as nc
 
         cells = self.cells
@@ -312,10 +303,14 @@ class CellEvaluator(Evaluator):
         v = np.ascontiguousarray(v, dtype=np.float64)
         pick(nc.GRAM_CELLS, work)(cells.code, cells.rest_ptr, cells.rest_idx, cells.rest_val,
                                   v, restpos, G, acc, H, Z)  # fmt: skip
+        xv = np.zeros(p) if sums is None else sums
+        if sums is not None:  # the other rows' X v: the per-cell sums of their entries
+            xv[...] = 0.0
+            xv[cells.rest_rows] = Z.sum(axis=(0, 1))
         nc.CELLS_FINISH(
             cells.cell_rows, cells.cell_vals, cells.dpure, self._cellbuf[1], self._cellbuf[2],
-            self._cellbuf[3], False, np.zeros((nchunks, cells.ncells)), H, Z, cells.rest_rows,
-            np.arange(p, dtype=np.int64), nc.GRAM_FULL, np.zeros(p), G,
+            self._cellbuf[3], False, H, H, Z, cells.rest_rows, np.arange(p, dtype=np.int64),
+            True, False, self._cellbuf[0], xv, G,
         )  # fmt: skip
         symmetrize(G, acc, work)
         return G
@@ -328,7 +323,10 @@ class CellEvaluator(Evaluator):
         from . import _numba_cells as nc
 
         lam = np.ascontiguousarray(lam, dtype=np.float64)
-        mode = self._gram_mode(gram, relax)
+        relative = self._relative(gram, relax)
+        zero = self._at_zero(lam, slot, gram) if relative else None
+        if zero is not None:
+            return zero
         cells = self.cells
         code = _code(self.dist)
         has_lo, has_hi = self.lo is not None, self.hi is not None
@@ -346,17 +344,17 @@ class CellEvaluator(Evaluator):
             cells.code, cells.rest_ptr, cells.rest_idx, cells.rest_val, F, gcell, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
             has_lo, has_hi, self.lo0, self.hi0, self.pure, code, self._rowpos, self._restpos,
-            mode, relax,
+            gram, relative, relax,
             g, xw_acc, conj_acc, J, acc, W, H, Z,
         )  # fmt: skip
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
         conj_pure, bound_pure = nc.CELLS_FINISH(
             cells.cell_rows, cells.cell_vals, cells.dpure, gcell, dgcell, ccell, self.pure,
-            W, H, Z, self._rest_in_play, self._rowpos, mode, xw, J,
+            W, H, Z, self._rest_in_play, self._rowpos, gram, relative, F, xw, J,
         )  # fmt: skip
-        conj_acc[0, 1] += bound_pure
-        conj = self._finish(mode, J, acc, conj_acc, relax)
-        return Evaluation(g=g, xw=xw, conj=conj + conj_pure, J=J if gram else None)
+        conj_acc[0] += (conj_pure, bound_pure)
+        conj = self._finish(relative, gram, lam, J, acc, xw, conj_acc, relax)
+        return Evaluation(g=g, xw=xw, conj=conj, J=J if gram else None)
 
 
 def make_evaluator(Xc: sp.csc_matrix, d: np.ndarray, lo, hi, dist: Distance) -> Evaluator:
