@@ -181,8 +181,7 @@ class Evaluator:
             )  # fmt: skip
         if not self._free_at_zero:
             return None
-        g = self._g[slot]
-        g.fill(1.0)
+        g = np.broadcast_to(1.0, self._g[slot].shape)  # (read-only: no n-long write)
         J = None
         if gram:
             _, J, _, _, _ = self._accumulators(slot, True)
