@@ -241,11 +241,14 @@ def _evaluate_cells(
                 continue
             g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
             g_out[i] = g
+            di = d[i]
             if dg == 0.0:
-                bound += d[i]
-            skip, w, dc, v = _relative(relative, d, i, u, g, dg, conj)
-            if skip:
-                continue
+                bound += di
+            w, dc, v = di * g, di * conj, di * dg
+            if relative:
+                skip, w, dc, v = _relative(di, u, g, dg, conj)
+                if skip:
+                    continue
             total, comp = _neumaier(total, comp, dc)
             W[k] += w
             for a in range(a0, a1):
@@ -330,8 +333,10 @@ def _cells_finish(
         if pure_cells and dpure[k] > 0.0:
             if dgcell[k] == 0.0:
                 bound += dpure[k]
-            fk = F[k] if relative else 0.0
-            skip, w, dc, v = _relative(relative, dpure, k, fk, gcell[k], dgcell[k], ccell[k])
+            dk = dpure[k]
+            skip, w, dc, v = False, dk * gcell[k], dk * ccell[k], dk * dgcell[k]
+            if relative:
+                skip, w, dc, v = _relative(dk, F[k], gcell[k], dgcell[k], ccell[k])
             if not skip:
                 Wk += w
                 Hk += v

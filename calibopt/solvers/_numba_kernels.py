@@ -68,24 +68,19 @@ def _free(u, has_lo, has_hi, lo, hi):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _relative(relative, d, i, u, g, dg, conj):  # pragma: no cover - compiled
-    """Unit ``i``'s ``(skip, weight, conjugate, curvature)`` in a pass's sums (``d`` read
-    only where needed).
+def _relative(d, u, g, dg, conj):  # pragma: no cover - compiled
+    """A unit's ``(skip, weight, conjugate, curvature)`` in a pass relative to the base.
 
-    Directly: ``d g``, ``d G*(u)`` and ``d F'(u)``. ``relative`` (the linear distances only):
-    their differences from the base, where every unit is free (``g = 1 + u``, ``G*(u) = u +
-    u^2 / 2``, ``F' = 1``), whose sums are ``X d + X D X' lambda``, ``lambda' X d + lambda'
-    X D X' lambda / 2`` and ``X D X'``: a free unit adds nothing (``skip``), a unit on a bound
-    its difference.
+    Directly a pass sums ``d g``, ``d G*(u)`` and ``d F'(u)``. Relative (the linear distances
+    only), their differences from the base, where every unit is free (``g = 1 + u``, ``G*(u)
+    = u + u^2 / 2``, ``F' = 1``), whose sums are ``X d + X D X' lambda``, ``lambda' X d +
+    lambda' X D X' lambda / 2`` and ``X D X'``: a free unit adds nothing (``skip``), a unit on
+    a bound its difference.
     """
-    if not relative:
-        di = d[i]
-        return False, di * g, di * conj, di * dg
     e = g - (1.0 + u)
     if e == 0.0 and dg == 1.0:
         return True, 0.0, 0.0, 0.0
-    di = d[i]
-    return False, di * e, di * (conj - u - 0.5 * u * u), di * (dg - 1.0)
+    return False, d * e, d * (conj - u - 0.5 * u * u), d * (dg - 1.0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -193,11 +188,14 @@ def _evaluate(
                 continue
             g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
             g_out[i] = g
+            di = d[i]
             if dg == 0.0:
-                bound += d[i]
-            skip, w, dc, v = _relative(relative, d, i, u, g, dg, conj)
-            if skip:
-                continue
+                bound += di
+            w, dc, v = di * g, di * conj, di * dg
+            if relative:
+                skip, w, dc, v = _relative(di, u, g, dg, conj)
+                if skip:
+                    continue
             total, comp = _neumaier(total, comp, dc)
             for a in range(a0, a1):
                 xw[indices[a]] += data[a] * w
@@ -238,9 +236,11 @@ def _symmetrize(G_out, G_acc, base, brows):  # pragma: no cover - compiled
                         x = G_out[r, q]
                         for c in range(nc):
                             x += G_acc[c, r, q]
-                        if has_base:
-                            x += base[brows[r], brows[q]]
                         G_out[r, q] = x
+                    if has_base:  # (its own loop: the sum above stays vectorised)
+                        br = base[brows[r]]
+                        for q in range(max(r, q0), q1):
+                            G_out[r, q] += br[brows[q]]
                 for q in range(q0, q1):
                     for r in range(r0, min(r1, q)):
                         G_out[q, r] = G_out[r, q]
