@@ -80,11 +80,12 @@ def _conflicts(indptr, indices, starts, run, cand, conf):  # pragma: no cover - 
                             cf[cb, ca] = 1
 
 
-def _codes(indptr, indices, data, blk, level, stride, val, code, nrest, seen):  # pragma: no cover
-    """Each unit's dense cell code (``sum level * stride`` over its one-hot rows) and its count
-    of other entries, and per chunk of units the codes seen (``seen[chunk, code] = 1``);
-    ``code = -1`` where the blocks do not hold (two entries of one block, or an entry unlike
-    its row's value), flagged in the last column of ``seen``."""
+def _codes(indptr, indices, data, bit, lvl, val, code, nrest, seen):  # pragma: no cover
+    """Each unit's dense cell code (the sum of ``lvl`` over its one-hot rows: a row's level
+    times its block's stride) and its count of other entries (``bit = 0``: the row's block
+    bit, or 0 outside the blocks), and per chunk of units the codes seen (``seen[chunk, code]
+    = 1``); ``code = -1`` where the blocks do not hold (two entries of one block, or an entry
+    unlike its row's value), flagged in the last column of ``seen``."""
     n = indptr.shape[0] - 1
     nchunks = seen.shape[0]
     size = (n + nchunks - 1) // nchunks
@@ -97,16 +98,15 @@ def _codes(indptr, indices, data, blk, level, stride, val, code, nrest, seen):  
             mask = 0
             for a in range(indptr[i], indptr[i + 1]):
                 r = indices[a]
-                b = blk[r]
-                if b >= 0:
-                    bit = 1 << b
-                    if (mask & bit) != 0 or data[a] != val[r]:
-                        k = -1
-                        break
-                    mask |= bit
-                    k += level[r] * stride[b]
-                else:
+                bt = bit[r]
+                if bt == 0:
                     other += 1
+                    continue
+                if (mask & bt) != 0 or data[a] != val[r]:
+                    k = -1
+                    break
+                mask |= bt
+                k += lvl[r]
             code[i] = k
             nrest[i] = other
             sc[k] = 1  # (k = -1: the last entry says a unit failed)
@@ -411,7 +411,7 @@ def warm() -> float:
             ROW_MINMAX[k](indptr, indices, data, starts, 2, np.empty((1, 2)), np.empty((1, 2)),
                           np.empty((1, 2), dtype=np.int64))  # fmt: skip
             CONFLICTS[k](indptr, indices, starts, 2, rowpos, np.empty((1, 2, 2), dtype=np.uint8))
-            CODES[k](indptr, indices, data, blk, rowpos, rowpos, f, np.empty(2, dtype=np.int32),
+            CODES[k](indptr, indices, data, rowpos, rowpos, f, np.empty(2, dtype=np.int32),
                      np.empty(2, dtype=np.int32), np.empty((1, 4), dtype=np.uint8))  # fmt: skip
             REST_FILL[k](indptr, indices, data, blk, np.array([0, 1, 2], dtype=np.int64),
                          np.empty(2, dtype=itype), np.empty(2))  # fmt: skip

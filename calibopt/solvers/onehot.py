@@ -226,8 +226,11 @@ def _coded(Xc: sp.csc_matrix, nc, sample: bool):
     code = np.empty(n, dtype=np.int32)
     nrest = np.empty(n, dtype=np.int32)
     seen = np.empty((threads(Xc.nnz), product + 1), dtype=np.uint8)
-    pick(nc.CODES, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, blk, level, stride, val, code,
-                           nrest, seen)  # fmt: skip
+    inblock = blk >= 0
+    bit = np.where(inblock, np.left_shift(1, np.maximum(blk, 0)), 0).astype(np.int64)
+    lvl = np.where(inblock, level * stride[np.maximum(blk, 0)], 0).astype(np.int64)
+    pick(nc.CODES, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, bit, lvl, val, code, nrest,
+                           seen)  # fmt: skip
     return not seen[:, -1].any(), keep, val, stride, seen, code, nrest
 
 
