@@ -370,12 +370,14 @@ def test_newton_exact_hands_its_gram_to_the_linear_passes(monkeypatch):
     assert r.status == "optimal" and r.iterations >= 2  # units reach w = 0
     assert np.any(r.weights == 0)
     assert len(grams) == 1 and True in modes
-    monkeypatch.setattr(evaluate, "BASE_SHARE", -1.0)  # every pass forms it directly
-    modes.clear()
-    r2 = co.calibrate(p, method="linear")
-    assert True not in modes
-    assert r2.iterations == r.iterations
-    np.testing.assert_allclose(r.weights, r2.weights, rtol=1e-10, atol=1e-12)
+    for name, value in (("BASE_SHARE", -1.0), ("BASE_MEMORY", 0)):  # every pass direct
+        with monkeypatch.context() as m:
+            m.setattr(evaluate, name, value)
+            modes.clear()
+            r2 = co.calibrate(p, method="linear")
+        assert True not in modes
+        assert r2.iterations == r.iterations
+        np.testing.assert_allclose(r.weights, r2.weights, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("cells", [False, True], ids=["entry-wise", "cells"])

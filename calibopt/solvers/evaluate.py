@@ -37,7 +37,12 @@ from .kernels import (
     weighted_gram,
 )
 
-__all__ = ["BASE_SHARE", "Evaluation", "Evaluator", "uniform"]
+__all__ = ["BASE_MEMORY", "BASE_SHARE", "Evaluation", "Evaluator", "uniform"]
+
+BASE_MEMORY = 1 << 29
+"""Largest base ``X D X'`` (bytes, all rows) a linear evaluator keeps: 8,192 targets. Beyond
+it the passes sum every unit directly (the base would add a third dense matrix to the two
+Newton-matrix slots)."""
 
 BASE_SHARE = 0.5
 """A linear distance's pass works relative to the base (every unit free) while, at the last
@@ -146,7 +151,8 @@ class Evaluator:
     def uses_base(self) -> bool:
         """Whether the compiled passes work relative to the linear base (see the module)."""
         nb = compiled()
-        return nb is not None and _code(self.dist) == nb.LINEAR
+        p = self.Xc.shape[0]
+        return nb is not None and _code(self.dist) == nb.LINEAR and 8 * p * p <= BASE_MEMORY
 
     def set_base(self, base: np.ndarray, sums: np.ndarray) -> None:
         """Give the base ``X diag(d) X'`` and ``X d`` (every row) when the caller has them;
