@@ -26,6 +26,7 @@ from ._numba_kernels import (
     _free,
     _neumaier,
     _relative,
+    _terms,
     _unit,
 )
 from ._numba_kernels import warm as _warm_core
@@ -239,16 +240,11 @@ def _evaluate_cells(
             if relative and _free(u, has_lo, has_hi, li, hi_i):
                 g_out[i] = 1.0 + u
                 continue
-            g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
+            g, b, skip, w, dc, v = _terms(dist, u, has_lo, has_hi, li, hi_i, relax, relative, d[i])
             g_out[i] = g
-            di = d[i]
-            if dg == 0.0:
-                bound += di
-            w, dc, v = di * g, di * conj, di * dg
-            if relative:
-                skip, w, dc, v = _relative(di, u, g, dg, conj)
-                if skip:
-                    continue
+            bound += b
+            if skip:
+                continue
             total, comp = _neumaier(total, comp, dc)
             W[k] += w
             for a in range(a0, a1):

@@ -84,6 +84,18 @@ def _relative(d, u, g, dg, conj):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
+def _terms(dist, u, has_lo, has_hi, lo, hi, relax, relative, d):  # pragma: no cover - compiled
+    """A unit's ``(g, initial weight on a bound, skip, weight, conjugate, curvature)`` in a
+    pass's sums, directly or relative to the base (:func:`_relative`)."""
+    g, dg, conj = _unit(dist, u, has_lo, has_hi, lo, hi, relax)
+    b = d if dg == 0.0 else 0.0
+    if relative:
+        skip, w, dc, v = _relative(d, u, g, dg, conj)
+        return g, b, skip, w, dc, v
+    return g, b, False, d * g, d * conj, d * dg
+
+
+@numba.njit(cache=True, inline="always")
 def _add_pairs(G, rowpos, indices, data, a0, a1, v):  # pragma: no cover - compiled
     """``G[ra, rb] += v x_a x_b`` for the pairs ``a <= b`` of one unit's entries in play."""
     for a in range(a0, a1):
@@ -186,16 +198,11 @@ def _evaluate(
             if relative and _free(u, has_lo, has_hi, li, hi_i):
                 g_out[i] = 1.0 + u
                 continue
-            g, dg, conj = _unit(dist, u, has_lo, has_hi, li, hi_i, relax)
+            g, b, skip, w, dc, v = _terms(dist, u, has_lo, has_hi, li, hi_i, relax, relative, d[i])
             g_out[i] = g
-            di = d[i]
-            if dg == 0.0:
-                bound += di
-            w, dc, v = di * g, di * conj, di * dg
-            if relative:
-                skip, w, dc, v = _relative(di, u, g, dg, conj)
-                if skip:
-                    continue
+            bound += b
+            if skip:
+                continue
             total, comp = _neumaier(total, comp, dc)
             for a in range(a0, a1):
                 xw[indices[a]] += data[a] * w

@@ -35,10 +35,11 @@ def newton_exact(
     if p <= min(engine.dense_limit, REDUNDANCY_LIMIT):
         movable = glo < ghi
         free = np.where(movable, engine.d, 0.0)
-        base = movable.all() and engine.evaluator.uses_base
+        all_free = bool(movable.all())
+        base = all_free and engine.evaluator.uses_base
         xd = np.empty(p) if base else None
         Jfree = engine.evaluator.weighted_gram(free, sums=xd)
-        if movable.all():  # X D X': saves a pass over X
+        if all_free:  # X D X': saves a pass over X
             engine.set_reference_curvature(np.diag(Jfree).copy())
         if base:  # (and is the linear passes' base, with X d)
             engine.evaluator.set_base(Jfree, xd)

@@ -174,6 +174,13 @@ class Evaluator:
             self.set_base(self.weighted_gram(self.d, sums=xd), xd)
         return True
 
+    def _start(self, lam, slot: int, gram: bool, relax: bool):
+        """``(relative, evaluation)`` before a compiled pass: whether it works relative to the
+        base and, at ``lambda = 0`` with every unit free there, the base itself as the
+        evaluation (no pass needed; else None)."""
+        relative = self._relative(gram, relax)
+        return relative, self._at_zero(lam, slot, gram) if relative else None
+
     def _at_zero(self, lam, slot: int, gram: bool) -> Evaluation | None:
         """Relative to the base at ``lambda = 0`` with every unit free there (``g = F(0) = 1``
         within the bounds): the base itself, without a pass over X; else None."""
@@ -234,8 +241,7 @@ class Evaluator:
             return self._composed(lam, slot, gram, relax)
         nb, code = nb_code
         Xc = self.Xc
-        relative = self._relative(gram, relax)
-        zero = self._at_zero(lam, slot, gram) if relative else None
+        relative, zero = self._start(lam, slot, gram, relax)
         if zero is not None:
             return zero
         nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)

@@ -306,10 +306,9 @@ class CellEvaluator(Evaluator):
         v = np.ascontiguousarray(v, dtype=np.float64)
         pick(nc.GRAM_CELLS, work)(cells.code, cells.rest_ptr, cells.rest_idx, cells.rest_val,
                                   v, restpos, G, acc, H, Z)  # fmt: skip
-        xv = np.zeros(p) if sums is None else sums
-        if sums is not None:  # the other rows' X v: the per-cell sums of their entries
-            xv[...] = 0.0
-            xv[cells.rest_rows] = Z.sum(axis=(0, 1))
+        xv = np.zeros(p) if sums is None else sums  # X v: the other rows' per-cell sums,
+        xv[...] = 0.0
+        xv[cells.rest_rows] = Z.sum(axis=(0, 1))  # then the cells' (CELLS_FINISH)
         nc.CELLS_FINISH(
             cells.cell_rows, cells.cell_vals, cells.dpure, self._cellbuf[1], self._cellbuf[2],
             self._cellbuf[3], False, H, H, Z, cells.rest_rows, np.arange(p, dtype=np.int64),
@@ -326,8 +325,7 @@ class CellEvaluator(Evaluator):
         from . import _numba_cells as nc
 
         lam = np.ascontiguousarray(lam, dtype=np.float64)
-        relative = self._relative(gram, relax)
-        zero = self._at_zero(lam, slot, gram) if relative else None
+        relative, zero = self._start(lam, slot, gram, relax)
         if zero is not None:
             return zero
         cells = self.cells
