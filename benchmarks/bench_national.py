@@ -12,7 +12,13 @@ calibopt's dual Newton (``--cases newton``):
   rows are linearly dependent, the case where an active-set loop stalled);
 * ``bands-truncated``, ``bands-raking`` -- the realistic case of issue 17: 2% noise between
   levels, 1% bands, ratio bounds (0, 20); either every band and bound met or infeasibility
-  certified.
+  certified;
+* ``passes`` -- no fit: the seconds of one raking pass of each kind (with the Newton matrix on
+  every row, on the rows an exact fit keeps, without it, the plain weighted Gram).
+
+With ``--baseline`` the two checkouts run in turns (``--repeat`` pairs, median): the first
+process of a pair runs measurably slower on a virtual machine (fresh pages), so each goes
+first every other time.
 
 Peers on the same noiseless problem (``--cases peers``); each child runs under an address-space
 cap (``--mem-cap-gib``, RLIMIT_AS, default 14 GiB) and ``--peer-timeout`` (default 600 s), and a
@@ -102,6 +108,7 @@ CASES = {
     "bands-noiseless-raking": Case(0.0, 0.01, "raking", None),
     "bands-truncated": Case(0.02, 0.01, "truncated", (0, 20)),
     "bands-raking": Case(0.02, 0.01, "raking", (0, 20)),
+    "passes": Case(0.0, 0.0, "passes", None),
     "clarabel-exact-linear": Case(0.0, 0.0, "linear", None, "CLARABEL"),
     "clarabel-exact-raking": Case(0.0, 0.0, "raking", None, "CLARABEL"),
     "clarabel-bands-noiseless-linear": Case(0.0, 0.01, "linear", None, "CLARABEL"),
@@ -198,6 +205,8 @@ def run_one(args) -> dict:
 
     path, case, size = args.one
     c = CASES[case]
+    if c.method == "passes":
+        return _passes(Path(path))
     cap = None
     if c.solver is not None and args.mem_cap_gib > 0:
         cap = int(args.mem_cap_gib * GIB)
@@ -239,6 +248,55 @@ def run_one(args) -> dict:
         fit |= {"status": f"error: {type(exc).__name__}", "message": str(exc)}
     fit |= {"seconds": time.perf_counter() - t0, "peak_gib": vm("VmHWM") / 1024}
     return row | extra | fit | {"message": fit["message"][:300]}
+
+
+def _passes(path: Path) -> dict:
+    """Seconds of one raking pass over the national matrix, each kind the best of 5: with
+    the Newton matrix on every row (``seconds``), on the rows an exact fit keeps in play
+    (the nation's and states' rows left out, as the dependence search leaves them out),
+    without it, the plain weighted Gram, and cutting the segments (where the code has them)."""
+    import scipy.sparse as sp
+
+    from calibopt.solvers import kernels
+    from calibopt.solvers.distances import get_distance
+    from calibopt.solvers.evaluate import Evaluator
+
+    z = np.load(path)
+    X = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+    Xc, d, m = kernels.to_csc(X), z["d"], X.shape[0]
+    lam = np.random.default_rng(0).normal(0, 0.02, m) / kernels.row_absmax(Xc)
+    ev = Evaluator(Xc, d, None, None, get_distance("raking"))
+
+    def best(f) -> float:
+        f()
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    cut = None
+    if hasattr(kernels, "row_segments"):
+        t0 = time.perf_counter()
+        kernels.row_segments(Xc)
+        cut = time.perf_counter() - t0
+    every = best(lambda: ev(lam, 0, gram=True))
+    plain = best(lambda: ev(lam, 0, gram=False))
+    gram = best(lambda: ev.weighted_gram(d))
+    district = np.array(["/" in n and len(n.split("/")[0]) > 2 for n in z["names"]])
+    ev.set_rows(np.flatnonzero(district))
+    in_play = best(lambda: ev(lam, 0, gram=True))
+    status = (
+        f"{int(district.sum())} rows in play {in_play:.3f} s; plain pass {plain:.3f} s; "
+        f"weighted Gram {gram:.3f} s; segments " + ("none" if cut is None else f"{cut:.3f} s")
+    )
+    return {"case": "passes", "n": X.shape[1], "targets": m, "nnz": X.nnz, "seconds": every} | {
+        "status": status,
+        "iterations": None,
+        "violation": None,
+        "nonzeros": None,
+    }
 
 
 def violation(p, w: np.ndarray) -> float:
@@ -304,6 +362,12 @@ def child_options(args) -> list[str]:
     return out
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median seconds (a failed run counts as the slowest)."""
+    ranked = sorted(runs, key=lambda r: (r.get("seconds") is None, r.get("seconds") or 0.0))
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", nargs=3, metavar=("NPZ", "CASE", "SIZE"), help=argparse.SUPPRESS)
@@ -323,6 +387,9 @@ def main(argv=None) -> int:
         "--hc-no-repair", action="store_true", help="polish the trained support only (repair=False)"
     )
     ap.add_argument("--cache", type=Path, help="folder for the built matrices (kept)")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="side-by-side runs per case (median, in turns)"
+    )
     args = ap.parse_args(argv)
     if args.one:
         emit("RESULT", run_one(args))
@@ -340,11 +407,24 @@ def main(argv=None) -> int:
             c = CASES[case]
             path = matrix_file(cache, size, c.noise, groups=c.method == "hard-concrete")
             timeout = args.timeout if c.solver is None else args.peer_timeout
-            row = spawn(REPO, path, case, size, timeout, args) | {"size": size}
-            if args.baseline is not None and case in args.baseline_cases.split(","):
-                base = spawn(args.baseline, path, case, size, timeout, args)
-                row["baseline_s"] = base.get("seconds")
-                row["baseline_status"] = base.get("status")
+            if args.baseline is None or case not in args.baseline_cases.split(","):
+                rows.append(spawn(REPO, path, case, size, timeout, args) | {"size": size})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
+            # side by side, in turns: the first process of a pair runs measurably slower on
+            # this virtual machine (its fresh pages), so each goes first every other time
+            ours, theirs = [], []
+            for k in range(args.repeat):
+                first = (len(rows) + k) % 2 == 0
+                for mine in (first, not first):
+                    got = spawn(REPO if mine else args.baseline, path, case, size, timeout, args)
+                    (ours if mine else theirs).append(got)
+            row = _median_run(ours) | {"size": size}
+            base = _median_run(theirs)
+            row["baseline_s"] = base.get("seconds")
+            row["baseline_status"] = base.get("status")
+            row["seconds_all"] = [r.get("seconds") for r in ours]
+            row["baseline_s_all"] = [r.get("seconds") for r in theirs]
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()

@@ -43,7 +43,10 @@ def _matrix(seed=0, m=9, n=3000, density=0.3):
 
 @pytest.mark.parametrize("dist", [Linear(), Raking(), Logit(), Truncated()], ids=repr)
 @pytest.mark.parametrize("n", [3000, 120_000])  # serial and threaded kernels
-def test_fused_pass_equals_composed(dist, n):
+@pytest.mark.parametrize("every", [False, True], ids=["rows-out-of-play", "every-row"])
+def test_fused_pass_equals_composed(dist, n, every, monkeypatch):
+    monkeypatch.setenv("CALIBOPT_KERNELS", "numba")  # (auto could switch in mid-test)
+    monkeypatch.setitem(_kernel_cache._state, "ready", False)
     rng = np.random.default_rng(1)
     X = _matrix(n=n, density=0.6 if n > 10_000 else 0.3)
     d = rng.uniform(0.5, 2.0, n)
@@ -53,9 +56,10 @@ def test_fused_pass_equals_composed(dist, n):
     fused = Evaluator(X, d, lo, hi, dist)
     plain = Evaluator(X, d, lo, hi, dist)
     plain.composed = True
-    rows = np.array([0, 2, 3, 7])
+    rows = np.arange(X.shape[0]) if every else np.array([0, 2, 3, 7])
     for ev in (fused, plain):
         ev.set_rows(rows)
+    assert (fused._pairpos.size == 0) == every  # the kernels' every-row path, or rowpos
     lam = rng.normal(size=X.shape[0]) * 0.3
     for relax in (False, True):
         a = fused(lam, 0, gram=True, relax=relax)
@@ -63,8 +67,7 @@ def test_fused_pass_equals_composed(dist, n):
         np.testing.assert_allclose(a.g, b.g, rtol=1e-14)
         np.testing.assert_allclose(a.xw, b.xw, rtol=1e-12)
         assert a.conj == pytest.approx(b.conj, rel=1e-12)
-        if fused.fused() is not None:
-            assert a.u is None  # one pass: u is never stored
+        assert a.u is None  # one pass: u is never stored
         J = plain.gram(b.u, b.g, relax=relax)
         np.testing.assert_allclose(a.J, J, rtol=1e-12, atol=1e-12 * np.abs(J).max())
 
@@ -99,7 +102,10 @@ def test_numpy_kernels_equal_compiled(monkeypatch):
 def test_parallel_gram_and_transpose_equal_scipy(m, monkeypatch):
     monkeypatch.setenv("CALIBOPT_KERNELS", "numba")
     monkeypatch.setitem(_kernel_cache._state, "ready", False)
-    X = sp.random(m, 60_000, density=0.05, random_state=m, format="csr")
+    X = sp.random(m, 60_000, density=0.05, random_state=m, format="lil")
+    X[:, 7] = 1.5  # units with more entries than the pair buffers start with (64)
+    X[::3, 59_000] = 2.0
+    X = X.tocsr()
     assert X.nnz >= kernels.SERIAL_NNZ  # the threaded kernels
     v = np.random.default_rng(m).uniform(0, 2, X.shape[1])
     C = kernels.to_csc(X)
@@ -120,6 +126,8 @@ def test_parallel_gram_and_transpose_equal_scipy(m, monkeypatch):
     Jf = ev(lam, 0, gram=True).J
     np.testing.assert_array_equal(kernels.submatrix(J, rows), J[np.ix_(rows, rows)])
     np.testing.assert_allclose(Jf, ((R @ R.T).toarray())[np.ix_(rows, rows)], rtol=1e-12)
+    ev.set_rows(np.arange(m))  # every row in play
+    np.testing.assert_allclose(ev(lam, 0, gram=True).J, (R @ R.T).toarray(), rtol=1e-12)
     _kernel_cache._state["ready"] = False
 
 
@@ -224,3 +232,18 @@ def test_first_call_does_not_wait_for_numba(tmp_path):
     assert out.returncode == 0, out.stderr
     # solved by the NumPy kernels, numba not even imported; the compile runs in the background
     assert out.stdout.split() == ["optimal", "False", "True"]
+
+
+def test_warm_up_compiles_the_cell_kernels_anew(tmp_path, monkeypatch):
+    # numba checks a cached cell kernel against _numba_cells.py only, yet they inline helpers
+    # from _numba_kernels.py: a warm-up (the kernels' digest changed) drops their entries
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "calibopt" / "solvers"
+    folder.mkdir(parents=True)
+    cells = folder / "_numba_cells._evaluate_cells-167.py311.nbi"
+    other = folder / "_numba_kernels._evaluate-301.py311.nbi"
+    data = folder / "_numba_cells._evaluate_cells-167.py311.1.nbc"
+    for f in (cells, other, data):
+        f.write_text("x")
+    _kernel_cache._purge_cell_kernels()
+    assert not cells.exists() and other.exists() and data.exists()

@@ -72,6 +72,24 @@ def stamp_path() -> Path:
     return path
 
 
+def _purge_cell_kernels() -> None:
+    """Removes numba's cache entries of the cell kernels.
+
+    numba checks a cached kernel against its own source file only, and the cell kernels
+    inline helpers from ``_numba_kernels.py``: after a change there alone they would load
+    stale code. The warm-up runs when the kernels' digest changed, so it compiles them anew.
+    """
+    dirs = [_SOURCE.parent / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    for folder in dirs:
+        try:
+            for index in folder.rglob("_numba_cells.*.nbi"):
+                index.unlink(missing_ok=True)
+        except OSError:  # pragma: no cover - unreadable cache folders
+            continue
+
+
 def start_warm_up() -> subprocess.Popen | None:
     """Start compiling the kernels in a background process (once; None if one is running)."""
     proc = _state["proc"]
@@ -86,6 +104,7 @@ def start_warm_up() -> subprocess.Popen | None:
         lock.write_text(str(os.getpid()))
     except OSError:
         return None
+    _purge_cell_kernels()
     code = (
         "import os, sys\n"
         "try:\n    os.nice(10)\nexcept OSError:\n    pass\n"

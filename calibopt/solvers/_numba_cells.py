@@ -26,6 +26,7 @@ from ._numba_kernels import (
     _free,
     _neumaier,
     _relative,
+    _room,
     _terms,
     _unit,
 )
@@ -222,6 +223,7 @@ def _evaluate_cells(
         total = 0.0
         comp = 0.0
         bound = 0.0
+        pos, xs = _room(np.empty(0, dtype=np.int64), np.empty(0), 64)
         for i in range(c * size, min(n, (c + 1) * size)):
             k = code[i]
             a0 = rptr[i] if rest else 0
@@ -255,7 +257,8 @@ def _evaluate_cells(
                     j = restpos[ridx[a]]
                     if j >= 0:
                         Z[k, j] += rdat[a] * v
-                _add_pairs(G, rowpos, ridx, rdat, a0, a1, v)
+                pos, xs = _room(pos, xs, a1 - a0)
+                _add_pairs(G, rowpos, ridx, rdat, a0, a1, v, pos, xs)
         conj_acc[c, 0] = total + comp
         conj_acc[c, 1] = bound
 

@@ -12,7 +12,9 @@ Newton matrix ``X D X'``, from ``X D X'`` kept once per solve, so the pass only 
 and ``g`` per unit and adds the differences of the units on a bound (while those hold at
 most :data:`BASE_SHARE` of the initial weight; beyond that the free units are the fewer,
 and the pass sums theirs directly); at ``lambda = 0`` with every unit free the base is the
-evaluation, without a pass. Custom distances, and every distance until numba has its
+evaluation, without a pass. A local-area matrix's units come area by area, so the pass sums a
+run of units (a segment, :func:`~calibopt.solvers.kernels.row_segments`) in a small local
+matrix first. Custom distances, and every distance until numba has its
 kernels cached (:mod:`calibopt.solvers._kernel_cache`), compose the same quantities from the
 separate kernels and the distance's own NumPy functions. When X holds categorical margins,
 :class:`calibopt.solvers.onehot.CellEvaluator` runs the same pass by one-hot cells.
@@ -32,6 +34,7 @@ from .kernels import (
     matvec,
     pick,
     rmatvec,
+    row_segments,
     symmetrize,
     threads,
     weighted_gram,
@@ -114,6 +117,10 @@ class Evaluator:
         """Share of the initial weight on a bound at the last pass (compiled passes only)."""
         self.rows = np.arange(Xc.shape[0])
         self._rowpos = np.arange(Xc.shape[0], dtype=np.int64)
+        self._pairpos = np.empty(0, dtype=np.int64)
+        """The kernels' map of a row to its place in the Newton matrix: empty while every row is
+        in play (each in its own place), else :attr:`_rowpos`."""
+        self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.fused_passes = 0
         self.composed = False
         """True: always compose (the matrix-free path needs ``u``)."""
@@ -126,6 +133,8 @@ class Evaluator:
         self.rows = rows
         self._rowpos = np.full(self.Xc.shape[0], -1, dtype=np.int64)
         self._rowpos[rows] = np.arange(rows.size)
+        every = rows.size == self.Xc.shape[0]
+        self._pairpos = np.empty(0, dtype=np.int64) if every else self._rowpos
         self._J = [None, None]
 
     def scratch(self, size: int) -> np.ndarray:
@@ -145,7 +154,14 @@ class Evaluator:
         written into it."""
         if sums is not None:
             sums[...] = matvec(self.Xc, v)
-        return weighted_gram(self.Xc, v, self.scratch)
+        return weighted_gram(self.Xc, v, self.scratch, self.segments)
+
+    @property
+    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`~calibopt.solvers.kernels.row_segments` of X, found at the first use."""
+        if self._segments is None:
+            self._segments = row_segments(self.Xc)
+        return self._segments
 
     @property
     def uses_base(self) -> bool:
@@ -247,11 +263,14 @@ class Evaluator:
         nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)
         dummy = np.empty(0)
         g = self._g[slot]
+        # by segments where every unit is summed; relative to the base the free units only
+        # form g, and placing their entries would cost more than it saves
+        seg = self.segments if not relative else (dummy.astype(np.int64),) * 3
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
-            self.lo is not None, self.hi is not None, code, self._rowpos, gram, relative,
-            relax, g, xw_acc, conj_acc, J, acc,
+            self.lo is not None, self.hi is not None, code, self._pairpos, *seg, gram,
+            relative, relax, g, xw_acc, conj_acc, J, acc,
         )  # fmt: skip
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)
         conj = self._finish(relative, gram, lam, J, acc, xw, conj_acc, relax)

@@ -9,6 +9,8 @@
 * :func:`weighted_row_sq`, :func:`weighted_row_abs` — ``sum_i X_ji^2 v_i``, ``sum_i |X_ji| v_i``.
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
 * :func:`row_absmax` — per target, the largest ``|X_ji|``.
+* :func:`row_segments` — runs of consecutive units with few rows, whose Gram pairs the passes
+  sum in a small local matrix first.
 * :func:`submatrix` — a principal submatrix ``J[rows][:, rows]`` of a dense matrix (NumPy's
   ``J[np.ix_(rows, rows)]`` takes 0.8 s on a 5,951-row Newton matrix; this, 0.3 s).
 * :func:`to_csc` — CSR to CSC with sorted indices, in parallel blocks of columns (SciPy's
@@ -42,6 +44,7 @@ __all__ = [
     "rmatvec",
     "row_absmax",
     "row_ranges",
+    "row_segments",
     "submatrix",
     "symmetrize",
     "threads",
@@ -106,6 +109,38 @@ def _gram_numpy(Xc: sp.csc_matrix, v: np.ndarray) -> np.ndarray:
     return np.asarray((Xc @ sp.diags(v) @ Xc.T).toarray())
 
 
+SEGMENT_ROWS = 64
+"""Most rows of a segment (:func:`row_segments`): its local matrix (32 KiB) stays in L1."""
+SEGMENT_UNITS = 32
+"""Fewest units a segment must hold on average for the passes to use segments."""
+_NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 3
+
+
+def row_segments(Xc: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of consecutive units whose entries fall in few rows, for the Gram passes.
+
+    A local-area matrix lists its units geography by geography, so a run of units (a
+    district's households) touches only its district's, state's and nation's rows: ~50 of
+    5,951. A pass then sums each run's pairs in a small dense matrix that stays in cache
+    and adds it to the Newton matrix once (1.4x faster on the national matrix than adding
+    every pair to the 5,951 x 5,951 matrix, whose rows lie 47 KB apart).
+
+    Returns
+    -------
+    start, ptr, rows : ndarray
+        Segment ``s`` holds units ``start[s]:start[s + 1]`` and the sorted rows
+        ``rows[ptr[s]:ptr[s + 1]]`` (at most :data:`SEGMENT_ROWS`, unless one unit has
+        more). All three are empty (no segments) without the compiled kernels, for small
+        matrices (under :data:`SERIAL_NNZ` non-zeros or :data:`SEGMENT_ROWS` rows), and when
+        the runs would average under :data:`SEGMENT_UNITS` units (the detection stops there).
+    """
+    nb = compiled()
+    p = Xc.shape[0]
+    if nb is None or Xc.nnz < SERIAL_NNZ or p <= SEGMENT_ROWS:
+        return _NO_SEGMENTS
+    return nb.SEGMENTS(Xc.indptr, Xc.indices, p, SEGMENT_ROWS, SEGMENT_UNITS)
+
+
 GRAM_MEMORY = 1.2e9
 """Bytes the threads' private copies of a dense Newton/Gram matrix may take together."""
 
@@ -116,7 +151,10 @@ def gram_chunks(nnz: int, m: int) -> int:
 
 
 def weighted_gram(
-    Xc: sp.csc_matrix, v: np.ndarray, scratch: Callable[[int], np.ndarray] | None = None
+    Xc: sp.csc_matrix,
+    v: np.ndarray,
+    scratch: Callable[[int], np.ndarray] | None = None,
+    segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Dense ``X diag(v) X'`` for a CSC matrix with sorted indices.
 
@@ -130,6 +168,8 @@ def weighted_gram(
         ``scratch(size)`` -> a float64 vector of at least ``size`` entries for the threads'
         private accumulators (e.g. :meth:`Evaluator.scratch`, reusing memory that later
         passes need anyway); default: fresh memory.
+    segments
+        :func:`row_segments` of ``Xc`` when the caller keeps them; default: none.
 
     Returns
     -------
@@ -145,7 +185,8 @@ def weighted_gram(
     size = (nchunks - 1) * p * p
     acc = (np.empty(size) if scratch is None else scratch(size)[:size]).reshape(nchunks - 1, p, p)
     G = np.empty((p, p))
-    pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, G, acc)
+    seg = _NO_SEGMENTS if segments is None else segments
+    pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, *seg, G, acc)
     # indices are sorted, so every pair landed in the upper triangle of some chunk
     symmetrize(G, acc, Xc.nnz)
     return G

@@ -1,0 +1,128 @@
+"""Gram passes by segments (runs of units with few rows) equal the plain ones.
+
+A local-area matrix lists its units area by area, so a run of units touches only its area's,
+state's and nation's rows; the compiled passes sum such a run's pairs in a small local
+matrix first (:func:`calibopt.solvers.kernels.row_segments`). These tests build such a
+matrix (423 rows, threaded kernels) and check, against SciPy and the composed NumPy pass:
+the segments themselves, the weighted Gram matrix, and the fused pass for every distance,
+with every row in play and with rows out of play, relaxed or not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from calibopt.solvers import _kernel_cache, evaluate, kernels
+from calibopt.solvers.distances import Linear, Logit, Raking, Truncated
+from calibopt.solvers.evaluate import Evaluator
+
+
+@pytest.fixture(autouse=True)
+def _compiled(monkeypatch):
+    monkeypatch.setenv("CALIBOPT_KERNELS", "numba")
+    monkeypatch.setitem(_kernel_cache._state, "ready", False)
+    yield
+    _kernel_cache._state["ready"] = False
+
+
+def _local_area(seed=0, areas=40, per_area=2_000, wide=True):
+    """Units area by area: each has entries in its area's 10 rows, its state's 5 (4 states)
+    and the nation's 3; with ``wide``, one unit has an entry in every row (a segment of its
+    own, wider than :data:`~calibopt.solvers.kernels.SEGMENT_ROWS`)."""
+    rng = np.random.default_rng(seed)
+    n, states = areas * per_area, 4
+    m = areas * 10 + states * 5 + 3
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        a = i // per_area
+        s = a % states
+        own = 10 * a + rng.choice(10, rng.integers(3, 9), replace=False)
+        state = areas * 10 + 5 * s + rng.choice(5, rng.integers(1, 4), replace=False)
+        nation = areas * 10 + states * 5 + rng.choice(3, rng.integers(1, 4), replace=False)
+        r = np.concatenate([own, state, nation])
+        rows.append(r)
+        cols.append(np.full(r.size, i))
+        vals.append(rng.uniform(0.2, 3.0, r.size))
+    if wide:
+        i = n // 3
+        keep = np.concatenate(cols) != i
+        rows = [np.concatenate(rows)[keep], np.arange(m)]
+        vals = [np.concatenate(vals)[keep], rng.uniform(0.2, 3.0, m)]
+        cols = [np.concatenate(cols)[keep], np.full(m, i)]
+    X = sp.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, n)
+    )
+    X.sort_indices()
+    return X
+
+
+def test_segments_cover_every_unit_with_its_rows():
+    X = _local_area()
+    assert X.nnz >= kernels.SERIAL_NNZ and X.shape[0] > kernels.SEGMENT_ROWS
+    start, ptr, rows = kernels.row_segments(X)
+    n = X.shape[1]
+    assert start[0] == 0 and start[-1] == n and np.all(np.diff(start) > 0)
+    assert ptr.size == start.size and ptr[0] == 0 and ptr[-1] == rows.size
+    assert n / (start.size - 1) >= kernels.SEGMENT_UNITS
+    wide = n // 3
+    for s in range(start.size - 1):
+        r = rows[ptr[s] : ptr[s + 1]]
+        assert np.all(np.diff(r) > 0)  # sorted, no repeats
+        units = X[:, start[s] : start[s + 1]]
+        used = np.unique(units.indices)
+        assert np.array_equal(np.intersect1d(used, r), used)  # every entry's row is there
+        if start[s] <= wide < start[s + 1]:
+            assert start[s + 1] - start[s] == 1 and r.size == X.shape[0]
+        else:
+            assert r.size <= kernels.SEGMENT_ROWS
+
+
+def test_no_segments_where_units_spread_over_the_rows():
+    X = sp.random(300, 60_000, density=0.05, random_state=1, format="csc")
+    X.sort_indices()
+    assert all(a.size == 0 for a in kernels.row_segments(X))
+
+
+def test_weighted_gram_by_segments_equals_scipy():
+    X = _local_area(seed=1)
+    v = np.random.default_rng(1).uniform(0, 2, X.shape[1])
+    v[::7] = 0.0
+    seg = kernels.row_segments(X)
+    assert seg[0].size > 2
+    ref = (X @ sp.diags(v) @ X.T).toarray()
+    for segments in (seg, None):
+        J = kernels.weighted_gram(X, v, segments=segments)
+        np.testing.assert_allclose(J, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
+        assert np.array_equal(J, J.T)
+
+
+@pytest.mark.parametrize("dist", [Linear(), Raking(), Logit(), Truncated()], ids=repr)
+@pytest.mark.parametrize("every", [True, False], ids=["every-row", "rows-out-of-play"])
+def test_fused_pass_by_segments_equals_composed(dist, every, monkeypatch):
+    # the linear distances' passes relative to the base sum no pairs of free units, so they
+    # do not use segments: make them sum directly
+    monkeypatch.setattr(evaluate, "BASE_SHARE", -1.0)
+    X = _local_area(seed=2)
+    m, n = X.shape
+    rng = np.random.default_rng(3)
+    d = rng.uniform(0.5, 2.0, n)
+    lo, hi = np.full(n, 0.4), rng.uniform(1.5, 3.0, n)
+    fused = Evaluator(X, d, lo, hi, dist)
+    plain = Evaluator(X, d, lo, hi, dist)
+    plain.composed = True
+    assert fused.segments[0].size > 2
+    rows = np.arange(m) if every else np.sort(rng.choice(m, m - 57, replace=False))
+    for ev in (fused, plain):
+        ev.set_rows(rows)
+    lam = rng.normal(size=m) * (0.15 if isinstance(dist, Logit | Raking) else 0.6)
+    for relax in (False, True):
+        a = fused(lam, 0, gram=True, relax=relax)
+        b = plain(lam, 1, gram=True, relax=relax)
+        assert a.u is None  # the compiled pass ran
+        np.testing.assert_allclose(a.g, b.g, rtol=1e-14)
+        np.testing.assert_allclose(a.xw, b.xw, rtol=1e-12)
+        assert a.conj == pytest.approx(b.conj, rel=1e-12)
+        J = plain.gram(b.u, b.g, relax=relax)
+        np.testing.assert_allclose(a.J, J, rtol=1e-12, atol=1e-12 * np.abs(J).max())
