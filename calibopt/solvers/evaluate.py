@@ -263,9 +263,11 @@ class Evaluator:
         nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)
         dummy = np.empty(0)
         g = self._g[slot]
-        # by segments where every unit is summed; relative to the base the free units only
-        # form g, and placing their entries would cost more than it saves
-        seg = self.segments if not relative else (dummy.astype(np.int64),) * 3
+        # by segments where every unit is summed with every row in play; relative to the
+        # base the free units only form g, and placing their entries would cost more than
+        # it saves
+        by_segments = not relative and self._pairpos.size == 0
+        seg = self.segments if by_segments else (dummy.astype(np.int64),) * 3
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
