@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from .distances import Distance, Linear, Logit, Raking, Truncated
 from .kernels import (
+    NO_SEGMENTS,
     compiled,
     gram_chunks,
     matvec,
@@ -267,7 +268,7 @@ class Evaluator:
         # base the free units only form g, and placing their entries would cost more than
         # it saves
         by_segments = not relative and self._pairpos.size == 0
-        seg = self.segments if by_segments else (dummy.astype(np.int64),) * 3
+        seg = self.segments if by_segments else NO_SEGMENTS
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,

@@ -38,6 +38,7 @@ from ..problem import use_csc_converter
 from ._kernel_cache import numba_ready
 
 __all__ = [
+    "NO_SEGMENTS",
     "compiled",
     "gram_chunks",
     "matvec",
@@ -113,7 +114,8 @@ SEGMENT_ROWS = 64
 """Most rows of a segment (:func:`row_segments`): its local matrix (32 KiB) stays in L1."""
 SEGMENT_UNITS = 32
 """Fewest units a segment must hold on average for the passes to use segments."""
-_NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 3
+NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 3
+"""What :func:`row_segments` returns for a matrix it does not cut."""
 
 
 def row_segments(Xc: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,7 +139,7 @@ def row_segments(Xc: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     nb = compiled()
     p = Xc.shape[0]
     if nb is None or Xc.nnz < SERIAL_NNZ or p <= SEGMENT_ROWS:
-        return _NO_SEGMENTS
+        return NO_SEGMENTS
     return nb.SEGMENTS(Xc.indptr, Xc.indices, p, SEGMENT_ROWS, SEGMENT_UNITS)
 
 
@@ -185,7 +187,7 @@ def weighted_gram(
     size = (nchunks - 1) * p * p
     acc = (np.empty(size) if scratch is None else scratch(size)[:size]).reshape(nchunks - 1, p, p)
     G = np.empty((p, p))
-    seg = _NO_SEGMENTS if segments is None else segments
+    seg = NO_SEGMENTS if segments is None else segments
     pick(nb.GRAM_UPPER, Xc.nnz)(Xc.indptr, Xc.indices, Xc.data, v, *seg, G, acc)
     # indices are sorted, so every pair landed in the upper triangle of some chunk
     symmetrize(G, acc, Xc.nnz)
