@@ -79,6 +79,38 @@ def test_nested_bands_small_country_optimal(small_country, method, dist, ratio):
     assert r.iterations < 40
 
 
+@pytest.mark.parametrize("method, dist", [("linear", "linear"), ("raking", "raking")])
+def test_finish_corrects_its_guess(monkeypatch, small_country, method, dist):
+    """The exact finish, tried at a complementarity of 1e-4, misses a few targets at an end
+    (they come out just outside their band); its next round adds them at the end they cross
+    and restarts Newton from the round's multipliers, so the first try holds: the optimum,
+    proven by the KKT conditions, without the interior point's last iterations."""
+    from calibopt.solvers import bands
+
+    tries = []
+    real = bands._polish
+
+    def spy(engine, *a, **k):
+        solves = []
+        real_solve = engine.solve
+        monkeypatch.setattr(
+            engine, "solve", lambda *b, **c: solves.append(1) or real_solve(*b, **c)
+        )
+        res = real(engine, *a, **k)
+        monkeypatch.setattr(engine, "solve", real_solve)
+        tries.append((len(solves), res is not None and res[1] is not None))
+        return res
+
+    monkeypatch.setattr(bands, "_polish", spy)
+    p = small_country.to_problem(default_tolerance=0.01)
+    r = co.calibrate(p, method=method, fallback=None)
+    assert r.status == "optimal" and "exact finish" in r.message, r.message
+    check_kkt(p, r, dist)
+    # one try, accepted after a corrected round (the first guess alone does not hold)
+    assert len(tries) == 1 and tries[0][1] and 2 <= tries[0][0] <= bands.FINISH_ROUNDS
+    assert r.info["interior_iterations"] <= 10 and r.iterations <= 15
+
+
 def nested_problem(seed: int, n_districts: int = 4, n: int = 400):
     """Districts, their state (the sum) and two totals per area; noiseless targets."""
     rng = np.random.default_rng(seed)

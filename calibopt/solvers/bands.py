@@ -53,18 +53,35 @@ __all__ = ["newton_bands"]
 
 TO_BOUNDARY = 0.995
 """Fraction of the step to the boundary of ``s, z >= 0`` taken (Mehrotra)."""
-POLISH_GAPS = (1e-6, 1e-9, 1e-12)
-"""Scaled complementarity at which the exact finish is tried (one try per level)."""
+POLISH_GAPS = (1e-4, 1e-6, 1e-9, 1e-12)
+"""Scaled complementarity at which the exact finish is tried (one try per level). At 1e-4 the
+interior point has found most targets at an end (on the full-size country 3,860 of 3,918) and
+the finish's later rounds add the rest; trying at 1e-3 found fewer (3,600) and its rounds cost
+more Newton iterations than the interior point's steps they saved."""
+START_SLACK = 0.5
+"""The starting slacks lie within this fraction of the half-width from the band's middle.
+Most estimates at ``lambda = 0`` lie outside their band (91% on the synthetic country);
+slacks started nearer the middle leave the first steps room on both sides (0.9 took 9
+iterations of short steps on the full-size country, 0.5 took 5)."""
 GAP_TOL = 1e-12
 """Scaled complementarity accepted as optimal when the exact finish never held."""
+FINISH_ROUNDS = 4
+"""Rounds of the exact finish: the first from the interior point's guess of the targets at an
+end, each later one from the guess corrected by the round before (see :func:`_polish`)."""
 HALVINGS = 30
 """Step halvings before the interior point gives up (no decrease of the residual)."""
 PROBE_AFTER = 4
 """Interior-point iterations after which slow progress calls the caller's infeasibility probe."""
-PROBE_PROGRESS = 0.9
-"""The probe runs when neither the residual nor the complementarity has fallen below this
-fraction of its starting value after :data:`PROBE_AFTER` iterations (a feasible problem's
-steps lengthen at once; an infeasible one's stay short, the barrier parameter rising)."""
+PROBE_RESIDUAL = 0.5
+"""Share of its starting value the residual must fall under to show progress (see
+:data:`PROBE_GAP`)."""
+PROBE_GAP = 0.9
+"""The probe runs when, after :data:`PROBE_AFTER` iterations, the residual has not fallen
+below :data:`PROBE_RESIDUAL` of its starting value and the complementarity not below
+:data:`PROBE_GAP` of its own. A feasible problem's steps lengthen at once; an infeasible one's
+stay short, the barrier parameter rising. Measured after four iterations: the residual at
+0.29 (full-size country) and 0.06 (tiny) of its start for noiseless bands, 0.95 and 0.77 with
+2% noise, whose complementarity rose."""
 
 
 class _Interior:
@@ -84,7 +101,7 @@ class _Interior:
     def start(self, xw: np.ndarray, J: np.ndarray | None, ref: np.ndarray) -> None:
         """Slacks near the estimates at ``lambda = 0``, multipliers of the Newton step's size."""
         b, t = self.band, self.t
-        e = np.clip(xw - self.mid, -0.9 * t, 0.9 * t)
+        e = np.clip(xw - self.mid, -START_SLACK * t, START_SLACK * t)
         self.sl = np.where(b, t + e, 0.0)
         self.su = np.where(b, t - e, 0.0)
         curv = np.diag(J) if J is not None else ref
@@ -154,40 +171,67 @@ class _Interior:
 
 
 def _polish(engine: DualNewton, it: _Interior, J, lo, hi, gap, *, epsilon, max_iter):
-    """The exact finish from the interior point (see the module docstring), or None."""
+    """The exact finish from the interior point (see the module docstring), or None.
+
+    Returns ``(outcome, lam)`` with ``lam`` None when no round met the KKT conditions, or None
+    when the ends guessed contradict one another (the interior point goes on). Each round
+    after the first corrects the guess like a primal-dual active-set method: targets found
+    outside their band join the targets at an end (at the end they cross), targets at an end
+    whose multiplier has the wrong sign leave it, and Newton starts again from the round's
+    multipliers.
+    """
     band, t = it.band, np.where(it.band, it.t, 1.0)
     theta = min(1e-3, max(np.sqrt(gap), 1e-10))
     at_lo = band & (it.sl <= it.su) & (it.sl <= 2 * theta * t)
     at_hi = band & (it.su < it.sl) & (it.su <= 2 * theta * t)
-    ends = np.where(at_lo, lo, np.where(at_hi, hi, it.mid))
-    rows = np.flatnonzero(~band | at_lo | at_hi)
-    lam = np.zeros(it.mid.size)
-    if J is not None and rows.size:
-        keep, dropped, C = dependent_rows(J[np.ix_(rows, rows)])
-        if dropped.size:
-            if inconsistent(C, ends[rows], keep, dropped).any():
-                return None
-            # the dependent rows keep the interior point's multipliers (signs those of their
-            # ends), the others are solved for: the weights are the same for any split
-            lam[rows[dropped]] = it.lam[rows[dropped]]
-            rows = rows[keep]
-    out = engine.solve(
-        ends[rows], rows, it.lam[rows], epsilon=epsilon, max_iter=max_iter, lam_fixed=lam
-    )
-    if not out.converged:
-        return out, None
-    lam[rows] = out.lam
-    est = engine.last.xw if engine.last is not None else None
     slack = epsilon * it.scale
-    inside = band & ~(at_lo | at_hi)
-    if est is not None and np.any(inside & ((est < lo - slack) | (est > hi + slack))):
-        return out, None
-    size = np.abs(lam) * np.where(band, it.absmax, 0.0)
-    tiny = 1e-9 * max(float(size.max(initial=0.0)), 1e-300)
-    wrong = (at_lo & (lam < 0) & (size > tiny)) | (at_hi & (lam > 0) & (size > tiny))
-    if wrong.any():
-        return out, None
-    return out, lam
+    start = it.lam
+    out = None
+    spent = 0
+    for _ in range(FINISH_ROUNDS):
+        if spent >= max_iter:
+            break
+        ends = np.where(at_lo, lo, np.where(at_hi, hi, it.mid))
+        rows = np.flatnonzero(~band | at_lo | at_hi)
+        lam = np.zeros(it.mid.size)
+        if J is not None and rows.size:
+            keep, dropped, C = dependent_rows(J[np.ix_(rows, rows)])
+            if dropped.size:
+                if inconsistent(C, ends[rows], keep, dropped).any():
+                    return None if out is None else (out, None)
+                # the dependent rows keep the interior point's multipliers (signs those of
+                # their ends), the others are solved for: the weights are the same for any split
+                lam[rows[dropped]] = it.lam[rows[dropped]]
+                rows = rows[keep]
+        out = _joined(out, engine.solve(
+            ends[rows], rows, start[rows], epsilon=epsilon, max_iter=max_iter - spent,
+            lam_fixed=lam,
+        ))  # fmt: skip
+        spent = out.iterations
+        if not out.converged:
+            return out, None
+        lam[rows] = out.lam
+        est = engine.last.xw
+        inside = band & ~(at_lo | at_hi)
+        below = inside & (est < lo - slack)
+        above = inside & (est > hi + slack)
+        size = np.abs(lam) * np.where(band, it.absmax, 0.0)
+        tiny = 1e-9 * max(float(size.max(initial=0.0)), 1e-300)
+        wrong = (at_lo & (lam < 0) & (size > tiny)) | (at_hi & (lam > 0) & (size > tiny))
+        if not (below.any() or above.any() or wrong.any()):
+            return out, lam
+        at_lo = (at_lo & ~wrong) | below
+        at_hi = (at_hi & ~wrong) | above
+        start = lam
+    return out, None
+
+
+def _joined(first: NewtonOutcome | None, then: NewtonOutcome) -> NewtonOutcome:
+    """``then`` with the iterations and history of ``first`` (an earlier round) before its own."""
+    if first is not None:
+        then.iterations += first.iterations
+        then.history = first.history + then.history
+    return then
 
 
 def newton_bands(
@@ -215,11 +259,11 @@ def newton_bands(
         point and exact finish together.
     probe
         Called once (its answer is ignored) when the first :data:`PROBE_AFTER` iterations
-        cut neither the residual nor the complementarity to :data:`PROBE_PROGRESS` of their
-        starting values: the cheap evidence that no point meets every band. The caller passes
-        an infeasibility check that raises when it proves so (the phase-1 LP, stopped at its
-        first proof or first feasible point), so an infeasible problem ends without running
-        the interior point until it stalls.
+        cut neither the residual to :data:`PROBE_RESIDUAL` nor the complementarity to
+        :data:`PROBE_GAP` of their starting values: the cheap evidence that no point meets
+        every band. The caller passes an infeasibility check that raises when it proves so
+        (the phase-1 LP, stopped at its first proof or first feasible point), so an infeasible
+        problem ends without running the interior point until it stalls.
 
     Returns
     -------
@@ -331,8 +375,9 @@ def newton_bands(
 
 
 def _slow(history: list[float], gaps: list[float]) -> bool:
-    """Neither the residual nor the complementarity fell to :data:`PROBE_PROGRESS` of its start."""
-    return history[-1] > PROBE_PROGRESS * history[0] and gaps[-1] > PROBE_PROGRESS * gaps[0]
+    """Neither the residual nor the complementarity fell to its share of its start
+    (:data:`PROBE_RESIDUAL`, :data:`PROBE_GAP`)."""
+    return history[-1] > PROBE_RESIDUAL * history[0] and gaps[-1] > PROBE_GAP * gaps[0]
 
 
 def _step(engine, it: _Interior, E, rho, crit, slot, scale, epsilon, speculate):
