@@ -111,6 +111,27 @@ def test_finish_corrects_its_guess(monkeypatch, small_country, method, dist):
     assert r.info["interior_iterations"] <= 10 and r.iterations <= 15
 
 
+def test_probe_has_a_time_budget(monkeypatch):
+    """A feasible problem whose first steps looked slow gets the probe with a time budget
+    (:data:`PROBE_SECONDS` at least); the LP finds no proof and the interior point goes on
+    to the optimum."""
+    from calibopt.solvers import bands
+
+    monkeypatch.setattr(bands, "_slow", lambda history, gaps: True)
+    budgets = []
+    real_bands = bands.newton_bands
+
+    def spy(*a, probe=None, **k):
+        return real_bands(*a, probe=lambda s: budgets.append(s) or probe(s), **k)
+
+    monkeypatch.setattr("calibopt.formulations.distance.newton_bands", spy)
+    p = nested_problem(0)
+    r = co.calibrate(p, method="raking", fallback=None)
+    assert len(budgets) == 1 and budgets[0] >= bands.PROBE_SECONDS
+    assert r.status == "optimal"
+    check_kkt(p, r, "raking")
+
+
 def nested_problem(seed: int, n_districts: int = 4, n: int = 400):
     """Districts, their state (the sum) and two totals per area; noiseless targets."""
     rng = np.random.default_rng(seed)
@@ -194,7 +215,7 @@ def test_slow_start_probes_infeasibility(monkeypatch, method):
     real_bands = bands.newton_bands
 
     def spy(*a, probe=None, **k):
-        return real_bands(*a, probe=lambda: probes.append(1) or probe(), **k)
+        return real_bands(*a, probe=lambda s: probes.append(1) or probe(s), **k)
 
     monkeypatch.setattr("calibopt.formulations.distance.newton_bands", spy)
     good = tiny_country(0.0)

@@ -209,6 +209,24 @@ def test_phase_one_column_generation_equals_full_lp(seed, all_columns, monkeypat
         assert lp_certificate(X, lo_b, hi_b, wlo, whi, names) <= 1e-9
 
 
+def test_phase_one_time_limit_keeps_a_valid_bound(monkeypatch):
+    """Out of time, the column generation stops between rounds with ``optimal`` False and a
+    bound that is still a lower bound on the shortfall; the certificate then proves nothing
+    (NaN, no exception), where without the limit it raises."""
+    monkeypatch.setattr(p1, "ALL_COLUMNS", 10)
+    X, lo_b, hi_b, wlo, whi = _phase_one_problem(5)
+    want = _scipy_shortfall(X, lo_b, hi_b, wlo, whi)
+    full = p1.phase_one(X, lo_b, hi_b, wlo, whi, batch=100)
+    assert want > 1e-3 and full.optimal and full.rounds >= 2
+    clock = iter(range(10**6))  # one second per reading
+    monkeypatch.setattr(p1.time, "perf_counter", lambda: float(next(clock)))
+    res = p1.phase_one(X, lo_b, hi_b, wlo, whi, batch=100, time_limit=1.5)
+    assert res.rounds == 1 and not res.optimal
+    assert res.bound <= want * (1 + 1e-9) + 1e-12
+    names = [f"t{j}" for j in range(X.shape[0])]
+    assert np.isnan(lp_certificate(X, lo_b, hi_b, wlo, whi, names, time_limit=0.0))
+
+
 def test_first_call_does_not_wait_for_numba(tmp_path):
     import subprocess
     import sys

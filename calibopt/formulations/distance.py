@@ -77,7 +77,7 @@ def _run_newton(problem, prep, engine, *, epsilon, max_iter, penalty):
         # slow early progress: the phase-1 LP, stopped at its first proof, may end it at once
         out, lam, info = newton_bands(
             engine, b, lo_b, hi_b, epsilon=epsilon, max_iter=max_iter,
-            probe=lambda: prep.certify(problem, stop_early=True),
+            probe=lambda seconds: prep.certify(problem, stop_early=True, time_limit=seconds),
         )  # fmt: skip
     return out, prep.unscale_multipliers(lam), dropped, info
 

@@ -76,14 +76,17 @@ class Prepared:
             return self.full(self.d * g, 0.0)
         return self.full(self.d_units * g[self.labels], 0.0)
 
-    def certify(self, problem: CalibrationProblem, stop_early: bool = False) -> float:
+    def certify(
+        self, problem: CalibrationProblem, stop_early: bool = False, time_limit: float = np.inf
+    ) -> float:
         """The phase-1 LP over every target band and weight bound (:func:`lp_certificate`):
         raises :class:`~calibopt.errors.InfeasibleError` when it proves no weights exist."""
         wlo, whi = self.weight_domain()
         band_lo, band_hi = (self.scaled(v) for v in problem.target_bands())
         return lp_certificate(
-            self.Xc, band_lo, band_hi, wlo, whi, problem.target_names, stop_early=stop_early
-        )
+            self.Xc, band_lo, band_hi, wlo, whi, problem.target_names, stop_early=stop_early,
+            time_limit=time_limit,
+        )  # fmt: skip
 
     def objective(self, g: np.ndarray) -> float:
         """``sum_i d_i G(g_i)`` (NaN for a distance given without ``G``)."""

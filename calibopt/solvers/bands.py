@@ -28,12 +28,15 @@ consistent, since a point meeting them exists; their multipliers are folded into
 rows') and :meth:`DualNewton.solve` solves the equality problem on the rest from the
 interior point's multipliers. Its answer is accepted when the KKT conditions hold: the other
 targets inside their bands, the multipliers' signs those of their ends. Then multipliers are
-exactly 0 inside the bands. Otherwise the interior point goes on to a smaller gap and tries
-again; a problem without weights meeting every band makes it stall, and the caller's LP
-certificate says why. Such a problem shows itself early: its steps stay short (the residual and
-the complementarity barely fall while the barrier parameter rises), so after
-:data:`PROBE_AFTER` slow iterations the caller's ``probe`` (the LP, stopped at its first proof)
-runs once and ends it there; a feasible problem's steps lengthen at once and never call it.
+exactly 0 inside the bands. When they do not, the guess is corrected (targets outside their
+band join the ends they cross, wrong-signed ones leave) and Newton runs again, up to
+:data:`FINISH_ROUNDS` rounds, as in a primal-dual active-set method; after that the interior
+point goes on to a smaller gap and tries again. A problem without weights meeting every band
+makes it stall, and the caller's LP certificate says why. Such a problem shows itself early:
+its steps stay short (the residual and the complementarity barely fall while the barrier
+parameter rises), so after :data:`PROBE_AFTER` slow iterations the caller's ``probe`` (the LP,
+stopped at its first proof, within :data:`PROBE_SECONDS`) runs once and ends it there; a
+feasible problem's steps lengthen at once and never call it.
 """
 
 from __future__ import annotations
@@ -72,6 +75,14 @@ HALVINGS = 30
 """Step halvings before the interior point gives up (no decrease of the residual)."""
 PROBE_AFTER = 4
 """Interior-point iterations after which slow progress calls the caller's infeasibility probe."""
+PROBE_SECONDS = 60.0
+"""Seconds the infeasibility probe may always run (see :data:`PROBE_FACTOR`)."""
+PROBE_FACTOR = 5.0
+"""The probe may run ``max(PROBE_SECONDS, PROBE_FACTOR x`` the interior point's seconds so
+far): the LP proves the infeasible full-size country in 19-24 s, and a feasible problem whose
+first steps happen to be short would otherwise wait for the LP's first feasible point (more
+than 13 minutes on the full-size country, seen with smaller starting multipliers). Without a
+proof in time the interior point goes on."""
 PROBE_RESIDUAL = 0.5
 """Share of its starting value the residual must fall under to show progress (see
 :data:`PROBE_GAP`)."""
@@ -242,7 +253,7 @@ def newton_bands(
     *,
     epsilon: float,
     max_iter: int,
-    probe: Callable[[], Any] | None = None,
+    probe: Callable[[float], Any] | None = None,
 ) -> tuple[NewtonOutcome, np.ndarray, dict[str, Any]]:
     """Newton with tolerance bands (see the module docstring).
 
@@ -258,7 +269,8 @@ def newton_bands(
         Convergence rule (``max_j |r_j| / s_j``) and cap on the Newton iterations, interior
         point and exact finish together.
     probe
-        Called once (its answer is ignored) when the first :data:`PROBE_AFTER` iterations
+        Called once with the seconds it may take (:data:`PROBE_SECONDS`; its answer is
+        ignored) when the first :data:`PROBE_AFTER` iterations
         cut neither the residual to :data:`PROBE_RESIDUAL` nor the complementarity to
         :data:`PROBE_GAP` of their starting values: the cheap evidence that no point meets
         every band. The caller passes an infeasibility check that raises when it proves so
@@ -336,7 +348,7 @@ def newton_bands(
             message = f"stopped at the iteration cap ({max_iter}); max |T - Xw|/scale = {crit:.3g}"
             break
         if probe is not None and len(history) == PROBE_AFTER + 1 and _slow(history, gaps):
-            probe()
+            probe(max(PROBE_SECONDS, PROBE_FACTOR * (time.perf_counter() - t0)))
             probe = None
         if len(history) > STALL_WINDOW and (
             min(history[-STALL_WINDOW:]) > 0.5 * min(history[:-STALL_WINDOW])

@@ -173,6 +173,7 @@ def lp_certificate(
     raise_if_infeasible: bool = True,
     *,
     stop_early: bool = False,
+    time_limit: float = np.inf,
 ) -> float:
     """Phase-1 LP over all targets at once; raise :class:`InfeasibleError` with a certificate.
 
@@ -198,6 +199,8 @@ def lp_certificate(
     stop_early
         Stop at the first proof of infeasibility (the shortfall reported is then an upper
         bound, and the proven lower bound is quoted) or the first feasible point (returns 0).
+    time_limit
+        Seconds the LP may run; without a proof by then the answer is NaN.
 
     Returns
     -------
@@ -205,7 +208,10 @@ def lp_certificate(
         The optimal scaled shortfall (0 when feasible; NaN when the LP did not finish
         without proving infeasibility).
     """
-    res = phase_one(X, band_lo, band_hi, wlo, whi, stop_above=INFEASIBLE if stop_early else np.inf)
+    res = phase_one(
+        X, band_lo, band_hi, wlo, whi, stop_above=INFEASIBLE if stop_early else np.inf,
+        time_limit=time_limit,
+    )  # fmt: skip
     proven = res.bound > INFEASIBLE
     if not proven:
         if res.optimal or res.shortfall <= INFEASIBLE:

@@ -54,7 +54,8 @@ class PhaseOne:
     Attributes
     ----------
     shortfall : float
-        Optimal scaled shortfall of the restricted master (an upper bound on the full LP's).
+        Optimal scaled shortfall of the restricted master (an upper bound on the full LP's);
+        ``inf`` when ``time_limit`` ran out before a master was solved.
     bound : float
         ``L(y)``: a lower bound on the full LP's optimum, verified on every unit (or the
         master's optimum when every unit that could price in is in the master and ``L(y)``
@@ -176,6 +177,7 @@ def phase_one(
     batch: int | None = None,
     max_rounds: int = MAX_ROUNDS,
     stop_above: float = np.inf,
+    time_limit: float = np.inf,
 ) -> PhaseOne:
     """Solve the phase-1 LP of the module docstring by column generation.
 
@@ -194,6 +196,9 @@ def phase_one(
     stop_above
         Stop as soon as the dual bound exceeds this (infeasibility is then proven; the
         shortfall reported is the master's, an upper bound).
+    time_limit
+        Seconds after which the search stops (HiGHS is given the time left for each master
+        solve); the bound returned stays valid, and ``optimal`` is False.
     """
     t0 = time.perf_counter()
     Xc = Xc if sp.issparse(Xc) and Xc.format == "csc" else sp.csc_matrix(Xc)
@@ -219,12 +224,19 @@ def phase_one(
     y = np.zeros(m)
     bound = -np.inf
     while rounds < max_rounds:
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= 0:
+            break  # (before adding units: the master's solution stays that of its columns)
         if order.size:
             _add_units(h, fin, Xc, order, lo, hi, c_scale, s_scale)
             inside[order] = True
             added.append(order)
+        if np.isfinite(left):  # (HiGHS's clock runs on across the rounds' solves)
+            h.setOptionValue("time_limit", float(h.getRunTime() + left))
         h.run()
         rounds += 1
+        if np.isfinite(left) and not _master_optimal(h):
+            break  # out of time within the master: its duals prove nothing
         bound = -np.inf  # of this round's duals (computed below, or after the loop)
         y = np.asarray(h.getSolution().row_dual, dtype=np.float64) / c_scale
         shortfall = float(h.getInfo().objective_function_value)
@@ -253,13 +265,14 @@ def phase_one(
         if cand.size > batch:
             cand = cand[np.argpartition(-gain[cand], batch)[:batch]]
         order = np.sort(cand)
-    sol = h.getSolution()
-    x = np.asarray(sol.col_value, dtype=np.float64)
     w = v.copy()
-    if added:
-        units = np.concatenate(added)
-        w[units] += x[3 * m :] * s_scale[units]
-    shortfall = float(h.getInfo().objective_function_value)
+    shortfall = np.inf  # unknown: the time ran out before a master was solved
+    if rounds and (not np.isfinite(time_limit) or _master_optimal(h)):
+        x = np.asarray(h.getSolution().col_value, dtype=np.float64)
+        if added:
+            units = np.concatenate(added)
+            w[units] += x[3 * m :] * s_scale[units]
+        shortfall = float(h.getInfo().objective_function_value)
     if not np.isfinite(bound):
         bound = dual_bound(Xc, y, band_lo, band_hi, wlo, whi, c_scale)
     return PhaseOne(
