@@ -77,12 +77,13 @@ PROBE_AFTER = 4
 """Interior-point iterations after which slow progress calls the caller's infeasibility probe."""
 PROBE_SECONDS = 60.0
 """Seconds the infeasibility probe may always run (see :data:`PROBE_FACTOR`)."""
-PROBE_FACTOR = 5.0
+PROBE_FACTOR = 10.0
 """The probe may run ``max(PROBE_SECONDS, PROBE_FACTOR x`` the interior point's seconds so
-far): the LP proves the infeasible full-size country in 19-24 s, and a feasible problem whose
-first steps happen to be short would otherwise wait for the LP's first feasible point (more
-than 13 minutes on the full-size country, seen with smaller starting multipliers). Without a
-proof in time the interior point goes on."""
+far), the factor keeping a margin on a slower machine, where both take longer. The LP proves
+the infeasible full-size country in 19-24 s, about 5x the interior point's time before it; a
+feasible problem whose first steps happen to be short would otherwise wait for the LP's first
+feasible point (more than 13 minutes on the full-size country, seen with smaller starting
+multipliers). Without a proof in time the interior point goes on."""
 PROBE_RESIDUAL = 0.5
 """Share of its starting value the residual must fall under to show progress (see
 :data:`PROBE_GAP`)."""

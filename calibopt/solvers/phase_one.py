@@ -236,7 +236,7 @@ def phase_one(
         h.run()
         rounds += 1
         if np.isfinite(left) and not _master_optimal(h):
-            break  # out of time within the master: its duals prove nothing
+            break  # the master unsolved (out of time, or HiGHS gave up): its duals prove nothing
         bound = -np.inf  # of this round's duals (computed below, or after the loop)
         y = np.asarray(h.getSolution().row_dual, dtype=np.float64) / c_scale
         shortfall = float(h.getInfo().objective_function_value)
