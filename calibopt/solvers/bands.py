@@ -270,13 +270,14 @@ def newton_bands(
         Convergence rule (``max_j |r_j| / s_j``) and cap on the Newton iterations, interior
         point and exact finish together.
     probe
-        Called once with the seconds it may take (:data:`PROBE_SECONDS`; its answer is
-        ignored) when the first :data:`PROBE_AFTER` iterations
+        Called once (its answer is ignored) when the first :data:`PROBE_AFTER` iterations
         cut neither the residual to :data:`PROBE_RESIDUAL` nor the complementarity to
         :data:`PROBE_GAP` of their starting values: the cheap evidence that no point meets
-        every band. The caller passes an infeasibility check that raises when it proves so
-        (the phase-1 LP, stopped at its first proof or first feasible point), so an infeasible
-        problem ends without running the interior point until it stalls.
+        every band. Its argument is the seconds it may take, ``max(PROBE_SECONDS,
+        PROBE_FACTOR x`` the seconds spent here so far). The caller passes an infeasibility
+        check that raises when it proves so (the phase-1 LP, stopped at its first proof, first
+        feasible point or time limit), so an infeasible problem ends without running the
+        interior point until it stalls.
 
     Returns
     -------
