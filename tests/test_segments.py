@@ -10,6 +10,8 @@ with every row in play and with rows out of play, relaxed or not.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -27,10 +29,12 @@ def _compiled(monkeypatch):
     _kernel_cache._state["ready"] = False
 
 
+@functools.cache
 def _local_area(seed=0, areas=40, per_area=2_000, wide=True):
     """Units area by area: each has entries in its area's 10 rows, its state's 5 (4 states)
     and the nation's 3; with ``wide``, one unit has an entry in every row (a segment of its
-    own, wider than :data:`~calibopt.solvers.kernels.SEGMENT_ROWS`)."""
+    own, wider than :data:`~calibopt.solvers.kernels.SEGMENT_ROWS`). Built once per
+    argument list (the tests only read it)."""
     rng = np.random.default_rng(seed)
     n, states = areas * per_area, 4
     m = areas * 10 + states * 5 + 3
@@ -126,3 +130,95 @@ def test_fused_pass_by_segments_equals_composed(dist, every, monkeypatch):
         assert a.conj == pytest.approx(b.conj, rel=1e-12)
         J = plain.gram(b.u, b.g, relax=relax)
         np.testing.assert_allclose(a.J, J, rtol=1e-12, atol=1e-12 * np.abs(J).max())
+
+
+def _upper_places(pattern, m):
+    ptr, cols = pattern
+    return set(zip(np.repeat(np.arange(m), np.diff(ptr)).tolist(), cols.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("every", [True, False], ids=["every-row", "rows-out-of-play"])
+def test_gram_pattern_holds_every_pair_a_pass_can_reach(every):
+    X = _local_area(seed=4, wide=False)
+    m = X.shape[0]
+    seg = kernels.row_segments(X)
+    rows = np.arange(m) if every else np.sort(np.random.default_rng(4).choice(m, 300, False))
+    rowpos = np.full(m, -1, dtype=np.int64)
+    rowpos[rows] = np.arange(rows.size)
+    ptr, cols = kernels.gram_pattern(seg, rowpos[:0] if every else rowpos, rows.size, 10**9)
+    assert ptr.size == rows.size + 1 and ptr[-1] == cols.size
+    places = _upper_places((ptr, cols), rows.size)
+    for r in range(rows.size):  # sorted, upper triangle, diagonal first
+        c = cols[ptr[r] : ptr[r + 1]]
+        assert c[0] == r and np.all(np.diff(c) > 0)
+    B = X.copy()
+    B.data[:] = 1.0
+    nz = (B @ B.T).toarray()[np.ix_(rows, rows)]
+    r, c = np.nonzero(np.triu(nz))
+    assert set(zip(r.tolist(), c.tolist(), strict=True)) <= places  # every pair of a unit
+    assert len(places) < 0.5 * rows.size * (rows.size + 1) / 2  # and far from every place
+    assert kernels.gram_pattern(seg, rowpos[:0], m, len(places) - 1)[0].size == 0  # limit
+    assert kernels.gram_pattern(kernels.NO_SEGMENTS, rowpos[:0], m, 10**9)[0].size == 0
+
+
+@pytest.mark.parametrize("dist", [Linear(), Raking(), Logit(), Truncated()], ids=repr)
+@pytest.mark.parametrize("every", [True, False], ids=["every-row", "rows-out-of-play"])
+@pytest.mark.parametrize("share", [-1.0, 0.5], ids=["direct", "relative-to-base"])
+def test_passes_by_pattern_equal_composed(dist, every, share, monkeypatch):
+    """With a pattern, a pass zeroes and completes only its places: the Newton matrix stays
+    exact pass after pass in the same buffers, though other work (a weighted Gram of every
+    row) fills the threads' accumulators in between, and is zero elsewhere."""
+    monkeypatch.setattr(evaluate, "BASE_SHARE", share)
+    monkeypatch.setattr(evaluate, "SPARSE_MIN", 100)  # (the test matrix has 423 rows)
+    monkeypatch.setattr(evaluate, "SPARSE_DENSITY", 0.6)
+    X = _local_area(seed=5, wide=False)  # (a unit in every row would make it dense)
+    m, n = X.shape
+    rng = np.random.default_rng(6)
+    d = rng.uniform(0.5, 2.0, n)
+    lo, hi = np.full(n, 0.4), rng.uniform(1.5, 3.0, n)
+    fused = Evaluator(X, d, lo, hi, dist)
+    plain = Evaluator(X, d, lo, hi, dist)
+    plain.composed = True
+    rows = np.arange(m) if every else np.sort(rng.choice(m, m - 57, replace=False))
+    for ev in (fused, plain):
+        ev.set_rows(rows)
+    assert fused.pattern[0].size == rows.size + 1
+    outside = np.ones((rows.size, rows.size), dtype=bool)
+    for r, c in _upper_places(fused.pattern, rows.size):
+        outside[r, c] = outside[c, r] = False
+    assert outside.sum() > 0.3 * outside.size
+    scale = 0.15 if isinstance(dist, Logit | Raking) else 0.6
+    for k, lam in enumerate([np.zeros(m)] + [rng.normal(size=m) * scale for _ in range(4)]):
+        a = fused(lam, k % 2, gram=True, relax=k == 3)
+        b = plain(lam, 1, gram=True, relax=k == 3)
+        J = plain.gram(b.u, b.g, relax=k == 3)
+        np.testing.assert_allclose(a.xw, b.xw, rtol=1e-12)
+        np.testing.assert_allclose(a.J, J, rtol=1e-12, atol=1e-12 * np.abs(J).max())
+        assert np.array_equal(a.J, a.J.T) and not a.J[outside].any()
+        fused.weighted_gram(rng.uniform(0, 2, n))  # dirties the accumulators everywhere
+
+
+def test_sparse_factor_gathers_from_the_pattern(monkeypatch):
+    """The sparse LU of a Newton matrix gathered at the pattern's places alone solves like
+    the one gathered by scanning every place, and like a dense solve."""
+    from calibopt.solvers import linalg
+
+    monkeypatch.setattr(linalg, "SPARSE_MIN", 100)
+    X = _local_area(seed=6, wide=False)
+    m, n = X.shape
+    rng = np.random.default_rng(7)
+    J = kernels.weighted_gram(X, rng.uniform(0.5, 2.0, n))
+    pattern = kernels.gram_pattern(kernels.row_segments(X), np.empty(0, np.int64), m, 10**9)
+    rhs = rng.normal(size=m)
+    cache: dict = {}
+    for _ in range(2):  # (the second gathers from the places kept in the cache)
+        solve, how = linalg.factor_symmetric_psd(J, cache=cache, pattern=pattern)
+        assert how == "sparse-lu"
+        x = solve(rhs)
+        y = linalg.factor_symmetric_psd(J)[0](rhs)
+        dense = np.linalg.solve(J, rhs)
+        for z in (x, y):  # backward stable (the ridge of 1e-11 on the unit diagonal aside)
+            assert np.linalg.norm(J @ z - rhs) < 1e-10 * np.linalg.norm(rhs)
+        # (the pattern also holds structural zeros: another ordering, other roundings)
+        np.testing.assert_allclose(x, dense, rtol=1e-7)
+        np.testing.assert_allclose(x, y, rtol=1e-7)

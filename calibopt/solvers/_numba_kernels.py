@@ -307,6 +307,18 @@ def _close_segment(seg_rows, r0, p, loc, L, G, gram):  # pragma: no cover - comp
                 G[rk, seg_rows[r0 + q]] += L[k, q]
 
 
+@numba.njit(cache=True, inline="always")
+def _zero(G, m, pat_ptr, pat_cols):  # pragma: no cover - compiled
+    """Zeroes ``G`` (``m x m``), only at the pattern's places when one is given."""
+    if pat_ptr.shape[0] == 0:
+        for r in range(m):
+            G[r, :] = 0.0
+        return
+    for r in range(m):
+        for t in range(pat_ptr[r], pat_ptr[r + 1]):
+            G[r, pat_cols[t]] = 0.0
+
+
 def _evaluate(
     indptr,
     indices,
@@ -322,6 +334,8 @@ def _evaluate(
     seg_start,
     seg_ptr,
     seg_rows,
+    pat_ptr,
+    pat_cols,
     gram,
     relative,
     relax,
@@ -335,7 +349,10 @@ def _evaluate(
     play), empty when every row is in play in its own place; ``seg_*`` (empty: none) are
     the segments of :func:`_segments`, each summed in its own small matrix first when every
     row is in play (with rows out of play they were measured to gain little: 0.345 s against
-    0.359 s on the national matrix, each unit then having a third of its pairs)."""
+    0.359 s on the national matrix, each unit then having a third of its pairs).
+    ``pat_ptr, pat_cols`` (empty: none) are :func:`_gram_pattern`'s places of the Newton
+    matrix that a pass can reach: only those are zeroed (the rest of ``G_out`` must be zero
+    already, and the rest of ``G_acc`` is never read)."""
     n = indptr.shape[0] - 1
     nchunks = xw_acc.shape[0]
     m = G_out.shape[0]
@@ -348,8 +365,7 @@ def _evaluate(
         xw[:] = 0.0
         G = G_out if c == 0 else G_acc[c - 1]
         if gram:
-            for r in range(m):
-                G[r, :] = 0.0
+            _zero(G, m, pat_ptr, pat_cols)
         total = 0.0
         comp = 0.0  # Neumaier compensation: the dual's changes near the optimum are tiny
         bound = 0.0
@@ -427,12 +443,68 @@ def _symmetrize(G_out, G_acc, base, brows):  # pragma: no cover - compiled
                         G_out[q, r] = G_out[r, q]
 
 
+def _symmetrize_pattern(G_out, G_acc, base, brows, pat_ptr, pat_cols):  # pragma: no cover
+    """:func:`_symmetrize` at the places of a pattern only (:func:`_gram_pattern`): the
+    upper places are summed, then mirrored; the chunks ``G_acc`` are read nowhere else."""
+    m = G_out.shape[0]
+    nc = G_acc.shape[0]
+    has_base = base.shape[0] > 0
+    for r in numba.prange(m):
+        for t in range(pat_ptr[r], pat_ptr[r + 1]):
+            q = pat_cols[t]
+            x = G_out[r, q]
+            for c in range(nc):
+                x += G_acc[c, r, q]
+            if has_base:
+                x += base[brows[r], brows[q]]
+            G_out[r, q] = x
+            G_out[q, r] = x
+
+
+def _gram_pattern(seg_ptr, seg_rows, rowpos, m, limit):  # pragma: no cover - compiled
+    """The places of the Newton matrix on ``m`` rows in play that a pass can reach: every
+    pair of rows sharing a segment (:func:`_segments`; a unit's rows lie in its segment's),
+    placed by ``rowpos`` (-1: out of play; empty: every row in its own place), and the
+    diagonal. Returns the upper triangle as CSR ``(ptr, cols)``, or empty arrays when it
+    would hold more than ``limit`` places.
+    """
+    mark = np.zeros((m, m), dtype=np.bool_)
+    for r in range(m):
+        mark[r, r] = True
+    every = rowpos.shape[0] == 0
+    buf = np.empty(m, dtype=np.int64)
+    for s in range(seg_ptr.shape[0] - 1):
+        k = 0
+        for a in range(seg_ptr[s], seg_ptr[s + 1]):  # sorted rows; the places keep the order
+            q = seg_rows[a] if every else rowpos[seg_rows[a]]
+            if q >= 0:
+                buf[k] = q
+                k += 1
+        for a in range(k):
+            row = mark[buf[a]]
+            for b in range(a, k):
+                row[buf[b]] = True
+    ptr = np.zeros(m + 1, dtype=np.int64)
+    for r in range(m):
+        ptr[r + 1] = ptr[r] + np.count_nonzero(mark[r, r:])
+    if ptr[m] > limit:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    cols = np.empty(ptr[m], dtype=np.int64)
+    for r in range(m):
+        t = ptr[r]
+        for q in range(r, m):
+            if mark[r, q]:
+                cols[t] = q
+                t += 1
+    return ptr, cols
+
+
 def _gram_upper(
-    indptr, indices, data, v, seg_start, seg_ptr, seg_rows, G_out, G_acc
+    indptr, indices, data, v, seg_start, seg_ptr, seg_rows, pat_ptr, pat_cols, G_out, G_acc
 ):  # pragma: no cover - compiled
     """The upper triangle of ``X diag(v) X'``: chunk 0 into ``G_out``, chunk ``c`` into
-    ``G_acc[c - 1]`` (both zeroed here; :func:`_symmetrize` adds them up); ``seg_*`` as in
-    :func:`_evaluate`."""
+    ``G_acc[c - 1]`` (both zeroed here; :func:`_symmetrize` adds them up); ``seg_*`` and
+    ``pat_*`` as in :func:`_evaluate`."""
     n = indptr.shape[0] - 1
     p_all = G_out.shape[0]
     nchunks = G_acc.shape[0] + 1
@@ -440,7 +512,7 @@ def _gram_upper(
     width = _width(seg_ptr)
     for c in numba.prange(nchunks):
         G = G_out if c == 0 else G_acc[c - 1]
-        G[:, :] = 0.0
+        _zero(G, p_all, pat_ptr, pat_cols)
         pos, xs = _room(np.empty(0, dtype=np.int64), np.empty(0), 64)
         if width == 0:
             place = np.arange(p_all)
@@ -650,6 +722,8 @@ EVALUATE = _compile(_evaluate)
 GRAM_UPPER = _compile(_gram_upper)
 SEGMENTS = numba.njit(cache=True, nogil=True)(_segments)
 SYMMETRIZE = _compile(_symmetrize)
+SYMMETRIZE_PATTERN = _compile(_symmetrize_pattern)
+GRAM_PATTERN = numba.njit(cache=True, nogil=True)(_gram_pattern)
 SUBMATRIX = _compile(_submatrix)
 RMATVEC = _compile(_rmatvec)
 MATVEC = _compile(_matvec)
@@ -683,6 +757,7 @@ def warm() -> float:
                     dist,
                     rowpos,
                     *seg,
+                    *GRAM_PATTERN(seg[1], seg[2], rowpos, 2, 3),
                     True,
                     dist == LINEAR,
                     False,
@@ -693,9 +768,12 @@ def warm() -> float:
                     np.empty((0, 2, 2)),
                 )
             G, acc = np.empty((2, 2)), np.empty((1, 2, 2))
-            GRAM_UPPER[k](indptr, indices, data, f, *seg, G, acc)
+            pat = GRAM_PATTERN(seg[1], seg[2], rowpos, 2, 3)
+            GRAM_UPPER[k](indptr, indices, data, f, *seg, *pat, G, acc)
             SYMMETRIZE[k](G, acc, G, rowpos)
             SYMMETRIZE[k](G, acc, np.empty((0, 0)), rowpos)
+            SYMMETRIZE_PATTERN[k](G, acc, G, rowpos, *pat)
+            SYMMETRIZE_PATTERN[k](G, acc, np.empty((0, 0)), rowpos, *pat)
             SUBMATRIX[k](G, rowpos, np.empty((2, 2)))
             RMATVEC[k](indptr, indices, data, f, np.empty(2))
             MATVEC[k](indptr, indices, data, f, 2, 1, 1)

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from .feasibility import dependent_rows, inconsistent
-from .kernels import row_absmax
+from .kernels import row_absmax, submatrix
 from .newton import STALL_WINDOW, DualNewton
 from .newton_parts import NewtonOutcome
 
@@ -207,7 +207,7 @@ def _polish(engine: DualNewton, it: _Interior, J, lo, hi, gap, *, epsilon, max_i
         rows = np.flatnonzero(~band | at_lo | at_hi)
         lam = np.zeros(it.mid.size)
         if J is not None and rows.size:
-            keep, dropped, C = dependent_rows(J[np.ix_(rows, rows)])
+            keep, dropped, C = dependent_rows(submatrix(J, rows))
             if dropped.size:
                 if inconsistent(C, ends[rows], keep, dropped).any():
                     return None if out is None else (out, None)

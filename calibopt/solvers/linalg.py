@@ -17,6 +17,7 @@ __all__ = [
     "factor_symmetric_psd",
     "matrix_free",
     "solve_symmetric_psd",
+    "symmetric_places",
 ]
 
 SPARSE_MIN = 1_000
@@ -50,6 +51,7 @@ def factor_symmetric_psd(
     *,
     strict: bool = True,
     cache: dict | None = None,
+    pattern: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """Factorise the symmetric PSD ``J`` (the Newton system) once, Jacobi-scaled.
 
@@ -67,7 +69,10 @@ def factor_symmetric_psd(
     ``cache`` (a dict kept by the caller across iterations) remembers the positions of the
     non-zeros of a sparse ``J``, so later matrices with the same pattern are gathered from those
     positions instead of scanning all ``m^2`` entries (any superset of the non-zeros gives the
-    same matrix; a count of the non-zeros checks that it is one).
+    same matrix; a count of the non-zeros checks that it is one). ``pattern`` (the upper
+    triangle as CSR ``(ptr, cols)``, e.g. :attr:`Evaluator.pattern
+    <calibopt.solvers.evaluate.Evaluator.pattern>`) says where ``J`` can be non-zero: a
+    sparse ``J`` is then gathered from those places alone, without scanning the rest.
 
     Returns
     -------
@@ -90,9 +95,8 @@ def factor_symmetric_psd(
         x[idx] = y * s
         return x
 
-    A = _sparse_scaled(J, idx, s, cache) if m >= SPARSE_MIN else None
+    A = _sparse_scaled(J, idx, s, cache, pattern) if m >= SPARSE_MIN else None
     if A is not None:
-        A = A + SPARSE_RIDGE * sp.identity(m, format="csc")
         lu = spla.splu(
             A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
         )
@@ -118,12 +122,19 @@ def factor_symmetric_psd(
         return (lambda r: lift(V @ ((V.T @ (r[idx] * s)) / ev))), "pseudo-inverse"
 
 
-def _sparse_scaled(J: np.ndarray, idx: np.ndarray, s: np.ndarray, cache: dict | None):
-    """``S J[idx, idx] S`` as CSC when ``J`` has few non-zeros, else None.
+def _sparse_scaled(J: np.ndarray, idx: np.ndarray, s: np.ndarray, cache: dict | None, pattern):
+    """``S J[idx, idx] S + SPARSE_RIDGE I`` as CSC when ``J`` has few non-zeros, else None.
 
     Rows outside ``idx`` (a zero diagonal: no free unit) are zero rows of the PSD ``J``.
     """
     m = idx.size
+    if pattern is not None and pattern[0].size == J.shape[0] + 1 and m == J.shape[0]:
+        indptr, indices, flat, scale, diag = symmetric_places(pattern, cache)
+        vals = np.take(J.reshape(-1), flat)
+        vals *= s[scale]
+        vals *= s[indices]
+        vals[diag] += SPARSE_RIDGE
+        return sp.csc_matrix((vals, indices, indptr), shape=(m, m))
     nnz = np.count_nonzero(J)
     if nnz > SPARSE_DENSITY * m * m:
         return None
@@ -144,7 +155,43 @@ def _sparse_scaled(J: np.ndarray, idx: np.ndarray, s: np.ndarray, cache: dict | 
     ok = (r >= 0) & (c >= 0)
     if not ok.all():
         r, c, vals = r[ok], c[ok], vals[ok]
-    return sp.csc_matrix((vals * s[r] * s[c], (r, c)), shape=(m, m))
+    A = sp.csc_matrix((vals * s[r] * s[c], (r, c)), shape=(m, m))
+    return A + SPARSE_RIDGE * sp.identity(m, format="csc")
+
+
+def symmetric_places(pattern: tuple[np.ndarray, np.ndarray], cache: dict | None):
+    """A symmetric matrix's places from its upper triangle ``pattern`` (CSR), kept in
+    ``cache`` (when given) while the pattern is the same.
+
+    Returns
+    -------
+    indptr, indices : ndarray
+        The places as CSR (sorted; of a symmetric matrix, its CSC too).
+    flat : ndarray
+        Each place's position in the dense ``m x m`` matrix (C order), to gather its values.
+    row : ndarray
+        Each place's row.
+    diag : ndarray
+        The places of the diagonal.
+    """
+    key = "symmetric places"
+    kept = None if cache is None else cache.get(key)
+    if kept is not None and kept[0] is pattern[0]:
+        return kept[1]
+    ptr, cols = pattern
+    m = ptr.size - 1
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(ptr))
+    off = rows != cols
+    r = np.concatenate([rows, cols[off]])
+    c = np.concatenate([cols, rows[off]])
+    S = sp.csr_matrix((r * m + c, (r, c)), shape=(m, m))  # (no duplicates: summing keeps them)
+    S.sort_indices()
+    flat = S.data.astype(np.int64)
+    row = np.repeat(np.arange(m, dtype=np.int64), np.diff(S.indptr))
+    places = (S.indptr, S.indices, flat, row, np.flatnonzero(S.indices == row))
+    if cache is not None:
+        cache[key] = (ptr, places)
+    return places
 
 
 def solve_symmetric_psd(J: np.ndarray, r: np.ndarray, rcond: float = 256 * np.finfo(float).eps):

@@ -96,7 +96,11 @@ class NewtonSystem:
         def solve(r, mu):
             if mu == 0:
                 if not factored:
-                    factored.append(factor_symmetric_psd(J, strict=strict, cache=self._pattern))
+                    factored.append(
+                        factor_symmetric_psd(
+                            J, strict=strict, cache=self._pattern, pattern=self.evaluator.pattern
+                        )
+                    )
                 apply, how = factored[0]
                 return apply(r), how
             Jm = J.copy()
