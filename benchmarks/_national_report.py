@@ -88,12 +88,15 @@ def notes(r: dict) -> str:
 
 
 def table(rows: list[dict], baseline: bool) -> None:
+    again = any(r.get("again_s") is not None for r in rows)
     head = (
         "| size | case | n | targets | s | iterations | status | max band violation | "
         "non-zeros | peak GiB | to 1% s | to 1e-9 s | notes |"
     )
+    head += " again s |" if again else ""
     if baseline:
         head += " baseline s | baseline status | speed-up |"
+        head += " baseline again s | speed-up again |" if again else ""
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
     for r in rows:
@@ -104,12 +107,17 @@ def table(rows: list[dict], baseline: bool) -> None:
             f"{fmt(r.get('peak_gib'), '.2f')} | {reached(r, 0.01)} | {reached(r, 1e-9)} | "
             f"{notes(r)} |"
         )
+        line += f" {fmt(r.get('again_s'), '.2f')} |" if again else ""
         if baseline:
-            ratio = (
-                r["baseline_s"] / r["seconds"] if r.get("baseline_s") and r.get("seconds") else None
-            )
             line += (
                 f" {fmt(r.get('baseline_s'), '.2f')} | {r.get('baseline_status')} | "
-                f"{fmt(ratio, '.2f')} |"
+                f"{fmt(_ratio(r.get('baseline_s'), r.get('seconds')), '.2f')} |"
             )
+            if again:
+                ratio = _ratio(r.get("baseline_again_s"), r.get("again_s"))
+                line += f" {fmt(r.get('baseline_again_s'), '.2f')} | {fmt(ratio, '.2f')} |"
         print(line)
+
+
+def _ratio(before, now):
+    return before / now if before and now else None
