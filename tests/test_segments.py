@@ -102,6 +102,22 @@ def test_weighted_gram_by_segments_equals_scipy():
         assert np.array_equal(J, J.T)
 
 
+def _evaluators(X, dist, seed, every):
+    """A compiled and a composed evaluator of ``X`` with random weights and g-bounds, on every
+    row or all but 57 random rows; and the random generator, for the test to go on with."""
+    m, n = X.shape
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(0.5, 2.0, n)
+    lo, hi = np.full(n, 0.4), rng.uniform(1.5, 3.0, n)
+    fused = Evaluator(X, d, lo, hi, dist)
+    plain = Evaluator(X, d, lo, hi, dist)
+    plain.composed = True
+    rows = np.arange(m) if every else np.sort(rng.choice(m, m - 57, replace=False))
+    for ev in (fused, plain):
+        ev.set_rows(rows)
+    return fused, plain, rng
+
+
 @pytest.mark.parametrize("dist", [Linear(), Raking(), Logit(), Truncated()], ids=repr)
 @pytest.mark.parametrize("every", [True, False], ids=["every-row", "rows-out-of-play"])
 def test_fused_pass_by_segments_equals_composed(dist, every, monkeypatch):
@@ -109,17 +125,9 @@ def test_fused_pass_by_segments_equals_composed(dist, every, monkeypatch):
     # do not use segments: make them sum directly
     monkeypatch.setattr(evaluate, "BASE_SHARE", -1.0)
     X = _local_area(seed=2)
-    m, n = X.shape
-    rng = np.random.default_rng(3)
-    d = rng.uniform(0.5, 2.0, n)
-    lo, hi = np.full(n, 0.4), rng.uniform(1.5, 3.0, n)
-    fused = Evaluator(X, d, lo, hi, dist)
-    plain = Evaluator(X, d, lo, hi, dist)
-    plain.composed = True
+    m = X.shape[0]
+    fused, plain, rng = _evaluators(X, dist, 3, every)
     assert fused.segments[0].size > 2
-    rows = np.arange(m) if every else np.sort(rng.choice(m, m - 57, replace=False))
-    for ev in (fused, plain):
-        ev.set_rows(rows)
     lam = rng.normal(size=m) * (0.15 if isinstance(dist, Logit | Raking) else 0.6)
     for relax in (False, True):
         a = fused(lam, 0, gram=True, relax=relax)
@@ -173,15 +181,8 @@ def test_passes_by_pattern_equal_composed(dist, every, share, monkeypatch):
     monkeypatch.setattr(evaluate, "SPARSE_DENSITY", 0.6)
     X = _local_area(seed=5, wide=False)  # (a unit in every row would make it dense)
     m, n = X.shape
-    rng = np.random.default_rng(6)
-    d = rng.uniform(0.5, 2.0, n)
-    lo, hi = np.full(n, 0.4), rng.uniform(1.5, 3.0, n)
-    fused = Evaluator(X, d, lo, hi, dist)
-    plain = Evaluator(X, d, lo, hi, dist)
-    plain.composed = True
-    rows = np.arange(m) if every else np.sort(rng.choice(m, m - 57, replace=False))
-    for ev in (fused, plain):
-        ev.set_rows(rows)
+    fused, plain, rng = _evaluators(X, dist, 6, every)
+    rows = fused.rows
     assert fused.pattern[0].size == rows.size + 1
     outside = np.ones((rows.size, rows.size), dtype=bool)
     for r, c in _upper_places(fused.pattern, rows.size):
