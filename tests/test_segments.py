@@ -223,3 +223,49 @@ def test_sparse_factor_gathers_from_the_pattern(monkeypatch):
         # (the pattern also holds structural zeros: another ordering, other roundings)
         np.testing.assert_allclose(x, dense, rtol=1e-7)
         np.testing.assert_allclose(x, y, rtol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def local_area_problem():
+    from calibopt.datasets import synthetic_country
+    from calibopt.matrix import MatrixBuilder
+
+    c = synthetic_country("small", n_states=10, n_districts=90, n_households=300, seed=1)
+    m = MatrixBuilder(c.targets_database(), c.dataset, c.geographies, rules=c.rules).build()
+    return m.to_problem()  # 1,231 targets x 27,000 columns, bounds (0, None)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.01], ids=["exact", "bands"])
+def test_fits_by_pattern_equal_dense_fits(local_area_problem, tolerance, monkeypatch):
+    """Whole fits on a local-area problem (w >= 0, many weights at 0; raking has no answer
+    there): with the Newton matrix by pattern (on every row for the bands' interior point, on
+    the rows in play for exact targets) the same weights as with the pattern switched off."""
+    import calibopt as co
+    from calibopt.solvers import linalg
+
+    p = local_area_problem.with_options(tolerance=tolerance)
+    served: list[int] = []
+    find = Evaluator._find_pattern
+
+    def spy(self, rowpos, m):
+        out = find(self, rowpos, m)
+        if out[0].size:
+            served.append(m)
+        return out
+
+    monkeypatch.setattr(Evaluator, "_find_pattern", spy)
+    # (1,231 rows: the pattern holds 7% of the places; the sparse LU then too, as with 5%)
+    monkeypatch.setattr(evaluate, "SPARSE_DENSITY", 0.2)
+    monkeypatch.setattr(linalg, "SPARSE_DENSITY", 0.2)
+    r = co.calibrate(p, method="linear", epsilon=1e-11)
+    # bands: every row (the interior point); exact: the rows the dependence search keeps
+    assert p.n_targets in served if tolerance else min(served, default=p.n_targets) < p.n_targets
+    monkeypatch.setattr(evaluate, "SPARSE_MIN", 10**9)  # (the LU then scans for non-zeros)
+    dense = co.calibrate(p, method="linear", epsilon=1e-11)
+    assert r.status == dense.status == "optimal"
+    if tolerance:  # (a wrong Newton matrix would take more; exact targets here are
+        # redundant, their singular systems solved with a ridge: the LU's order, which the
+        # pattern's structural zeros change, then steers the multipliers another way)
+        assert r.iterations == dense.iterations
+    assert r.objective == pytest.approx(dense.objective, rel=1e-10)
+    np.testing.assert_allclose(r.weights, dense.weights, rtol=1e-7, atol=1e-9 * r.weights.max())
