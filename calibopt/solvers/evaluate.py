@@ -266,7 +266,7 @@ class Evaluator:
         if gram:
             _, J, _, _, _ = self._accumulators(slot, True)
             pattern = self.pattern
-            if pattern[0].size:  # (the rest is zero: untouched, the pages stay unmapped)
+            if pattern[0].size:  # (the rest is zero: nothing writes there)
                 J[np.repeat(np.arange(J.shape[0]), np.diff(pattern[0])), pattern[1]] = 0.0
             else:
                 J.fill(0.0)

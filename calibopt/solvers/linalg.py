@@ -129,9 +129,9 @@ def _sparse_scaled(J: np.ndarray, idx: np.ndarray, s: np.ndarray, cache: dict | 
     """
     m = idx.size
     if pattern is not None and pattern[0].size == J.shape[0] + 1 and m == J.shape[0]:
-        indptr, indices, flat, scale, diag = symmetric_places(pattern, cache)
+        indptr, indices, flat, row, diag = symmetric_places(pattern, cache)
         vals = np.take(J.reshape(-1), flat)
-        vals *= s[scale]
+        vals *= s[row]
         vals *= s[indices]
         vals[diag] += SPARSE_RIDGE
         return sp.csc_matrix((vals, indices, indptr), shape=(m, m))
