@@ -131,6 +131,10 @@ class Evaluator:
         self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pattern: tuple[np.ndarray, np.ndarray] | None = None
         self._full_pattern: tuple[np.ndarray, np.ndarray] | None = None
+        self.places: dict = {}
+        """Kept places of its sparse matrices (the ``cache`` of
+        :func:`~calibopt.solvers.linalg.symmetric_places` and of the Newton system's sparse LU):
+        the base product and the LU share the symmetric places of :attr:`full_pattern`."""
         self.fused_passes = 0
         self.composed = False
         """True: always compose (the matrix-free path needs ``u``)."""
@@ -221,7 +225,7 @@ class Evaluator:
             self._base_product = self._base
             pattern = self.full_pattern
             if pattern[0].size:
-                indptr, indices, flat, _, _ = symmetric_places(pattern, None)
+                indptr, indices, flat, _, _ = symmetric_places(pattern, self.places)
                 vals = np.take(self._base.reshape(-1), flat)
                 self._base_product = sp.csr_matrix((vals, indices, indptr), self._base.shape)
         return self._base_product @ lam

@@ -240,7 +240,7 @@ def gram_pattern(
     Every pair of rows that share a :func:`row_segments` segment, placed by ``rowpos`` (a
     row's place, -1 out of play; empty: every row in its own place), and the diagonal: a
     superset of the non-zeros of ``X diag(v) X'`` for any ``v``. A pass given it zeroes and
-    completes only these places (on the national local-area matrix, 0.4M of 35M).
+    completes only these places (on the national local-area matrix, 0.5M of 35M).
 
     Returns
     -------

@@ -121,7 +121,8 @@ class DualNewton(NewtonSystem):
         self._ref: np.ndarray | None = None
         self._gross: np.ndarray | None = None
         self._solvers: list[str] = []
-        self._pattern: dict = {}  # non-zeros of a sparse Newton matrix (linalg)
+        # where a sparse Newton matrix's non-zeros lie (linalg), shared with the evaluator
+        self._pattern: dict = self.evaluator.places
         self._iteration = 0
         self._mu = 0.0
         self.epsilon = 1e-10
