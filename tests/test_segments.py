@@ -2,10 +2,13 @@
 
 A local-area matrix lists its units area by area, so a run of units touches only its area's,
 state's and nation's rows; the compiled passes sum such a run's pairs in a small local
-matrix first (:func:`calibopt.solvers.kernels.row_segments`). These tests build such a
-matrix (423 rows, threaded kernels) and check, against SciPy and the composed NumPy pass:
-the segments themselves, the weighted Gram matrix, and the fused pass for every distance,
-with every row in play and with rows out of play, relaxed or not.
+matrix first, once per class of rows that hold equal values on the run
+(:func:`calibopt.solvers.kernels.row_segments`). These tests build such matrices (threaded
+kernels), one with random values in every row (423 rows) and one whose state and nation rows
+repeat an area's values (270 rows, classes of three rows), and check, against SciPy and the
+composed NumPy pass: the segments and classes themselves, the weighted Gram matrix, and the
+fused pass for every distance, with every row in play and with rows out of play, relaxed or
+not.
 """
 
 from __future__ import annotations
@@ -62,10 +65,40 @@ def _local_area(seed=0, areas=40, per_area=2_000, wide=True):
     return X
 
 
+@functools.cache
+def _repeated(seed=0, areas=40, per_area=2_000, variables=6, states=4):
+    """Units area by area, each with values of some of ``variables`` variables (counts 1-3
+    and amounts of the same scale), held alike by its area's, its state's and the nation's
+    row of each, as in a local-area matrix: on an area's units the state's and the nation's
+    rows repeat the area's."""
+    rng = np.random.default_rng(seed)
+    n = areas * per_area
+    V = variables
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        a = i // per_area
+        v = np.sort(rng.choice(V, rng.integers(2, V + 1), replace=False))
+        x = np.where(v % 2 == 0, rng.integers(1, 4, v.size), rng.uniform(0.2, 3.0, v.size))
+        rows.append(
+            np.concatenate([a * V + v, (areas + a % states) * V + v, (areas + states) * V + v])
+        )
+        cols.append(np.full(3 * v.size, i))
+        vals.append(np.tile(x, 3))
+    m = (areas + states + 1) * V
+    X = sp.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, n)
+    )
+    X.sort_indices()
+    return X
+
+
+MATRICES = {"random": lambda seed: _local_area(seed=seed), "repeated": _repeated}
+
+
 def test_segments_cover_every_unit_with_its_rows():
     X = _local_area()
     assert X.nnz >= kernels.SERIAL_NNZ and X.shape[0] > kernels.SEGMENT_ROWS
-    start, ptr, rows = kernels.row_segments(X)
+    start, ptr, rows, _ = kernels.row_segments(X)
     n = X.shape[1]
     assert start[0] == 0 and start[-1] == n and np.all(np.diff(start) > 0)
     assert ptr.size == start.size and ptr[0] == 0 and ptr[-1] == rows.size
@@ -83,14 +116,46 @@ def test_segments_cover_every_unit_with_its_rows():
             assert r.size <= kernels.SEGMENT_ROWS
 
 
+@pytest.mark.parametrize("kind", ["random", "repeated"])
+def test_classes_are_the_rows_equal_on_a_segment(kind):
+    X = MATRICES[kind](0)
+    start, ptr, rows, cls = kernels.row_segments(X)
+    assert start.size > 2 and cls.size == rows.size
+    for s in range(start.size - 1):
+        block = X[:, start[s] : start[s + 1]].toarray()[rows[ptr[s] : ptr[s + 1]]]
+        c = cls[ptr[s] : ptr[s + 1]]
+        same_rows = (block[:, None, :] == block[None, :, :]).all(axis=2)
+        assert np.array_equal(same_rows, c[:, None] == c[None, :])  # equal rows, one class
+        first = np.unique(c, return_index=True)[1]
+        assert np.array_equal(c[np.sort(first)], np.arange(first.size))  # in row order
+
+
+def test_segments_end_where_the_repeats_end():
+    """With repeated rows the segments are the areas (the repeats hold on an area's units
+    only), each with a class per variable; without, they are cut by width as before."""
+    X, per_area = _repeated(0), 2_000
+    seg = kernels.row_segments(X)
+    start = seg[0]
+    assert np.all(start[:-1] // per_area == (start[1:] - 1) // per_area)  # within an area
+    assert set(range(0, X.shape[1], per_area)) <= set(start.tolist())
+    assert np.all(np.maximum.reduceat(seg[3], seg[1][:-1]) + 1 <= 6)
+    assert kernels.class_share(seg) == pytest.approx(1 / 3)
+    Y = _local_area(seed=0)
+    nb = kernels.compiled()
+    assert kernels.class_share(kernels._cut(nb, Y, True)) > kernels.CLASS_SHARE
+    for a, b in zip(kernels.row_segments(Y), kernels._cut(nb, Y, False), strict=True):
+        assert np.array_equal(a, b)
+
+
 def test_no_segments_where_units_spread_over_the_rows():
     X = sp.random(300, 60_000, density=0.05, random_state=1, format="csc")
     X.sort_indices()
     assert all(a.size == 0 for a in kernels.row_segments(X))
 
 
-def test_weighted_gram_by_segments_equals_scipy():
-    X = _local_area(seed=1)
+@pytest.mark.parametrize("kind", ["random", "repeated"])
+def test_weighted_gram_by_segments_equals_scipy(kind):
+    X = MATRICES[kind](1)
     v = np.random.default_rng(1).uniform(0, 2, X.shape[1])
     v[::7] = 0.0
     seg = kernels.row_segments(X)
@@ -120,11 +185,12 @@ def _evaluators(X, dist, seed, every):
 
 @pytest.mark.parametrize("dist", [Linear(), Raking(), Logit(), Truncated()], ids=repr)
 @pytest.mark.parametrize("every", [True, False], ids=["every-row", "rows-out-of-play"])
-def test_fused_pass_by_segments_equals_composed(dist, every, monkeypatch):
+@pytest.mark.parametrize("kind", ["random", "repeated"])
+def test_fused_pass_by_segments_equals_composed(dist, every, kind, monkeypatch):
     # the linear distances' passes relative to the base sum no pairs of free units, so they
     # do not use segments: make them sum directly
     monkeypatch.setattr(evaluate, "BASE_SHARE", -1.0)
-    X = _local_area(seed=2)
+    X = MATRICES[kind](2)
     m = X.shape[0]
     fused, plain, rng = _evaluators(X, dist, 3, every)
     assert fused.segments[0].size > 2

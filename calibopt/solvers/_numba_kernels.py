@@ -104,29 +104,24 @@ def _room(pos, xs, k):  # pragma: no cover - compiled
 
 
 PLACED, IN_PLAY = 0, 1
-"""How a pass places a unit's entries in its Newton matrix through a row map ``place``: a
-literal at each call site, so that every caller compiles one branch only (a run-time test
-inside the units' loop cost 35% of the national Gram pass). ``PLACED``: every row has a
-place. ``IN_PLAY``: a row out of play has none (-1) and its entries are left out."""
+"""How :func:`_evaluate_units` indexes a unit's multipliers and estimates: a literal at each
+call site, so that every caller compiles one branch only (a run-time test inside the units'
+loop cost 35% of the national Gram pass). ``PLACED``: by the entries' places (a segment's
+classes, see :func:`_segments`); ``IN_PLAY``: by row, the places used for the pairs only."""
 
 
 @numba.njit(cache=True, inline="always")
-def _gather(place, indices, data, a0, a1, pos, xs, mode):  # pragma: no cover - compiled
-    """A unit's entries that have a place: ``pos[:k], xs[:k]`` (buffers of at least ``a1 -
-    a0``, see :func:`_room`); returns ``k``."""
-    if mode == IN_PLAY:
-        k = 0
-        for a in range(a0, a1):
-            r = place[indices[a]]
-            if r >= 0:
-                pos[k] = r
-                xs[k] = data[a]
-                k += 1
-        return k
-    for a in range(a1 - a0):
-        pos[a] = place[indices[a0 + a]]
-        xs[a] = data[a0 + a]
-    return a1 - a0
+def _gather(place, indices, data, a0, a1, pos, xs):  # pragma: no cover - compiled
+    """A unit's entries that have a place (``place[row] >= 0``): ``pos[:k], xs[:k]`` (buffers
+    of at least ``a1 - a0``, see :func:`_room`); returns ``k``."""
+    k = 0
+    for a in range(a0, a1):
+        r = place[indices[a]]
+        if r >= 0:
+            pos[k] = r
+            xs[k] = data[a]
+            k += 1
+    return k
 
 
 @numba.njit(cache=True, inline="always")
@@ -148,7 +143,7 @@ def _pairs(G, pos, xs, k, v):  # pragma: no cover - compiled
 def _add_pairs(G, rowpos, indices, data, a0, a1, v, pos, xs):  # pragma: no cover - compiled
     """``G[ra, rb] += v x_a x_b`` for the pairs ``a <= b`` of one unit's entries in play
     (``rowpos``: a row's place in ``G``, -1 out of play)."""
-    _pairs(G, pos, xs, _gather(rowpos, indices, data, a0, a1, pos, xs, IN_PLAY), v)
+    _pairs(G, pos, xs, _gather(rowpos, indices, data, a0, a1, pos, xs), v)
 
 
 @numba.njit(cache=True, inline="always")
@@ -234,7 +229,7 @@ def _evaluate_units(
         u = 0.0
         if mode == PLACED:  # placed first: u, the estimates and the pairs use the places
             pos, xs = _room(pos, xs, k)
-            _gather(place, indices, data, a0, a1, pos, xs, PLACED)
+            k = _gather(place, indices, data, a0, a1, pos, xs)
             for a in range(k):
                 u += xs[a] * lam[pos[a]]
         else:
@@ -261,7 +256,7 @@ def _evaluate_units(
             xw[indices[a]] += data[a] * w
         if gram and v != 0.0:
             pos, xs = _room(pos, xs, k)
-            _pairs(G, pos, xs, _gather(place, indices, data, a0, a1, pos, xs, IN_PLAY), v)
+            _pairs(G, pos, xs, _gather(place, indices, data, a0, a1, pos, xs), v)
     return total, comp, bound, pos, xs
 
 
@@ -285,26 +280,42 @@ def _width(seg_ptr):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _open_segment(seg_rows, r0, p, loc, L, gram):  # pragma: no cover - compiled
-    """Places the segment's rows ``seg_rows[r0:r0 + p]`` at ``0..p-1`` in ``loc`` and zeroes
-    ``L``'s upper triangle."""
+def _open_segment(seg_rows, seg_cls, r0, p, loc, L, gram):  # pragma: no cover - compiled
+    """Places the representatives of the classes of the segment's rows ``seg_rows[r0:r0 +
+    p]`` (each class's first row) at the classes' numbers in ``loc``, the other rows staying
+    at -1 (a unit's entries there repeat a representative's); zeroes ``L``'s upper triangle
+    on the classes; returns their number."""
+    nc = 0
     for k in range(p):
-        loc[seg_rows[r0 + k]] = k
-        if gram:
-            for q in range(k, p):
+        if seg_cls[r0 + k] == nc:  # (numbered in the order of their first rows)
+            loc[seg_rows[r0 + k]] = nc
+            nc += 1
+    if gram:
+        for k in range(nc):
+            for q in range(k, nc):
                 L[k, q] = 0.0
+    return nc
 
 
 @numba.njit(cache=True, inline="always")
-def _close_segment(seg_rows, r0, p, loc, L, G, gram):  # pragma: no cover - compiled
-    """Adds the segment's upper triangle ``L`` into ``G`` (every row in play, in its own
-    place) and clears its places in ``loc``."""
+def _close_segment(seg_rows, seg_cls, r0, p, loc, L, G, rowpos, gram):  # pragma: no cover
+    """Adds the classes' upper triangle ``L`` into ``G`` at every pair of the segment's rows
+    in play (in ``rowpos``'s places, or each in its own when ``rowpos`` is empty: rows in
+    increasing order, so the pairs stay in the upper triangle) and clears ``loc``."""
+    every = rowpos.shape[0] == 0
     for k in range(p):
         rk = seg_rows[r0 + k]
         loc[rk] = -1
-        if gram:
-            for q in range(k, p):
-                G[rk, seg_rows[r0 + q]] += L[k, q]
+        pk = rk if every else rowpos[rk]
+        if not gram or pk < 0:
+            continue
+        ck = seg_cls[r0 + k]
+        for q in range(k, p):
+            rq = seg_rows[r0 + q]
+            pq = rq if every else rowpos[rq]
+            if pq >= 0:
+                cq = seg_cls[r0 + q]
+                G[pk, pq] += L[ck, cq] if ck <= cq else L[cq, ck]
 
 
 @numba.njit(cache=True, inline="always")
@@ -334,6 +345,7 @@ def _evaluate(
     seg_start,
     seg_ptr,
     seg_rows,
+    seg_cls,
     pat_ptr,
     pat_cols,
     gram,
@@ -347,12 +359,11 @@ def _evaluate(
 ):  # pragma: no cover - compiled
     """See the module. ``rowpos`` maps a row to its place in the Newton matrix (-1: out of
     play), empty when every row is in play in its own place; ``seg_*`` (empty: none) are
-    the segments of :func:`_segments`, each summed in its own small matrix first when every
-    row is in play (with rows out of play they were measured to gain little: 0.345 s against
-    0.359 s on the national matrix, each unit then having a third of its pairs).
-    ``pat_ptr, pat_cols`` (empty: none) are :func:`_gram_pattern`'s places of the Newton
-    matrix that a pass can reach: only those are zeroed (the rest of ``G_out`` must be zero
-    already, and the rest of ``G_acc`` is never read)."""
+    the segments of :func:`_segments`: each sums its units by the classes of its rows (a
+    class's multipliers added up, its estimate and its pairs formed once), then spreads the
+    sums over the rows. ``pat_ptr, pat_cols`` (empty: none) are :func:`_gram_pattern`'s
+    places of the Newton matrix that a pass can reach: only those are zeroed (the rest of
+    ``G_out`` must be zero already, and the rest of ``G_acc`` is never read)."""
     n = indptr.shape[0] - 1
     nchunks = xw_acc.shape[0]
     m = G_out.shape[0]
@@ -370,7 +381,7 @@ def _evaluate(
         comp = 0.0  # Neumaier compensation: the dual's changes near the optimum are tiny
         bound = 0.0
         pos, xs = _room(np.empty(0, dtype=np.int64), np.empty(0), 64)
-        if width == 0 or not every:  # (the segments' own variables below: sharing costs 40%)
+        if width == 0:  # (the segments' own variables below: sharing costs 40%)
             total, comp, bound, pos, xs = _evaluate_units(
                 indptr, indices, data, lam, d, lo, hi, has_lo, has_hi, dist,
                 np.arange(p_all) if every else rowpos, gram, relative, relax, g_out, xw, G,
@@ -384,20 +395,21 @@ def _evaluate(
         lam_s = np.empty(width)
         xw_s = np.empty(width)
         s0, s1 = _spans(seg_start, n, c, nchunks)
-        for s in range(s0, s1):  # each with its own multipliers and estimates, by place
+        for s in range(s0, s1):  # each with its own multipliers and estimates, by class
             r0, p = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
-            _open_segment(seg_rows, r0, p, loc, L, gram)
+            nc = _open_segment(seg_rows, seg_cls, r0, p, loc, L, gram)
+            lam_s[:nc] = 0.0
+            xw_s[:nc] = 0.0
             for k in range(p):
-                lam_s[k] = lam[seg_rows[r0 + k]]
-                xw_s[k] = 0.0
+                lam_s[seg_cls[r0 + k]] += lam[seg_rows[r0 + k]]
             total, comp, bound, pos, xs = _evaluate_units(
                 indptr, indices, data, lam_s, d, lo, hi, has_lo, has_hi, dist, loc, gram,
                 relative, relax, g_out, xw_s, L, seg_start[s], seg_start[s + 1], total, comp,
                 bound, pos, xs, PLACED,
             )  # fmt: skip
             for k in range(p):
-                xw[seg_rows[r0 + k]] += xw_s[k]
-            _close_segment(seg_rows, r0, p, loc, L, G, gram)
+                xw[seg_rows[r0 + k]] += xw_s[seg_cls[r0 + k]]
+            _close_segment(seg_rows, seg_cls, r0, p, loc, L, G, rowpos, gram)
         conj_acc[c, 0] = total + comp
         conj_acc[c, 1] = bound
 
@@ -500,7 +512,18 @@ def _gram_pattern(seg_ptr, seg_rows, rowpos, m, limit):  # pragma: no cover - co
 
 
 def _gram_upper(
-    indptr, indices, data, v, seg_start, seg_ptr, seg_rows, pat_ptr, pat_cols, G_out, G_acc
+    indptr,
+    indices,
+    data,
+    v,
+    seg_start,
+    seg_ptr,
+    seg_rows,
+    seg_cls,
+    pat_ptr,
+    pat_cols,
+    G_out,
+    G_acc,
 ):  # pragma: no cover - compiled
     """The upper triangle of ``X diag(v) X'``: chunk 0 into ``G_out``, chunk ``c`` into
     ``G_acc[c - 1]`` (both zeroed here; :func:`_symmetrize` adds them up); ``seg_*`` and
@@ -520,79 +543,184 @@ def _gram_upper(
                 if v[i] != 0.0:
                     a0, a1 = indptr[i], indptr[i + 1]
                     pos, xs = _room(pos, xs, a1 - a0)
-                    k = _gather(place, indices, data, a0, a1, pos, xs, PLACED)
+                    k = _gather(place, indices, data, a0, a1, pos, xs)
                     _pairs(G, pos, xs, k, v[i])
             continue
         loc = np.full(p_all, -1, dtype=np.int64)
         L = np.empty((width, width))
+        every = np.empty(0, dtype=np.int64)
         s0, s1 = _spans(seg_start, n, c, nchunks)
         for s in range(s0, s1):
             r0, p = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
-            _open_segment(seg_rows, r0, p, loc, L, True)
+            _open_segment(seg_rows, seg_cls, r0, p, loc, L, True)
             for i in range(seg_start[s], seg_start[s + 1]):
                 if v[i] != 0.0:
                     a0, a1 = indptr[i], indptr[i + 1]
                     pos, xs = _room(pos, xs, a1 - a0)
-                    k = _gather(loc, indices, data, a0, a1, pos, xs, PLACED)
+                    k = _gather(loc, indices, data, a0, a1, pos, xs)
                     _pairs(L, pos, xs, k, v[i])
-            _close_segment(seg_rows, r0, p, loc, L, G, True)
+            _close_segment(seg_rows, seg_cls, r0, p, loc, L, G, every, True)
 
 
-def _segments(indptr, indices, p, width, min_units):  # pragma: no cover - compiled
-    """Runs of consecutive units whose entries fall in at most ``width`` rows.
+@numba.njit(cache=True, inline="always")
+def _number_classes(rows, cls, b, used, class_of, renumber, nc):  # pragma: no cover - compiled
+    """Closes a segment: sorts its rows ``rows[b:b + used]`` and writes their classes
+    (``class_of``, ``nc`` numbers used; reset to -1 here) into ``cls[b:b + used]``,
+    renumbered ``0, 1, ...`` in the order of each class's first row."""
+    seg = rows[b : b + used]
+    seg.sort()
+    renumber[:nc] = -1
+    k = 0
+    for t in range(used):
+        c = class_of[seg[t]]
+        if renumber[c] < 0:
+            renumber[c] = k
+            k += 1
+        cls[b + t] = renumber[c]
+        class_of[seg[t]] = -1
 
-    Returns ``(start, ptr, rows)``: segment ``s`` holds units ``start[s]:start[s + 1]`` and
-    the sorted rows ``rows[ptr[s]:ptr[s + 1]]``; all three empty as soon as the segments
-    would average under ``min_units`` units, judged after a sixteenth of the units and at
-    the end (a unit alone with more rows is a segment).
+
+@numba.njit(cache=True, inline="always")
+def _grown(a, keep, size):  # pragma: no cover - compiled
+    """``a`` grown to ``size`` entries, its first ``keep`` kept."""
+    out = np.empty(size, dtype=a.dtype)
+    out[:keep] = a[:keep]
+    return out
+
+
+def _segments(indptr, indices, data, p, width, min_units, split_old):  # pragma: no cover
+    """Runs of consecutive units whose entries fall in at most ``width`` rows, and the
+    classes of each run's rows: rows of one class hold equal values on every unit of the run.
+
+    Returns ``(start, ptr, rows, cls)``: segment ``s`` holds units ``start[s]:start[s + 1]``,
+    the sorted rows ``rows[ptr[s]:ptr[s + 1]]`` and their classes ``cls[ptr[s]:ptr[s + 1]]``,
+    numbered ``0, 1, ...`` in the order of their first rows (the representatives). All four
+    are empty as soon as the segments would average under ``min_units`` units, judged after
+    a sixteenth of the units and at the end (a unit alone with more rows is a segment).
+
+    The classes are refined unit by unit: the rows a unit brings form classes by their values
+    on it (zero on the run's units before), and a class whose rows the unit does not all
+    hold with one value splits by value. With ``split_old`` a unit also opens the next
+    segment when the run holds ``min_units`` units and the unit would split a class that has
+    held for ``min_units`` units: in a local-area matrix, where the state's and the nation's
+    rows repeat a district's values on the district's units, the segments are then the
+    districts, each with a class per variable.
     """
     n = indptr.shape[0] - 1
     most = n // max(1, min_units) + 1
+    widest = 1
+    for i in range(n):
+        widest = max(widest, indptr[i + 1] - indptr[i])
     start = np.empty(most + 1, dtype=np.int64)
     ptr = np.empty(most + 1, dtype=np.int64)
     rows = np.empty(max(16, 4 * width), dtype=np.int64)
-    mark = np.full(p, -1, dtype=np.int64)
+    cls = np.empty(rows.shape[0], dtype=np.int64)
+    class_of = np.full(p, -1, dtype=np.int64)  # a row's class in the open segment (-1: none)
+    cap = 2 * (width + widest) + 2  # (a segment forms at most twice as many as it has rows)
+    size = np.zeros(cap, dtype=np.int64)  # a class's rows
+    born = np.zeros(cap, dtype=np.int64)  # the unit that formed it
+    seen = np.full(cap, -1, dtype=np.int64)  # the last unit with its rows
+    hits = np.zeros(cap, dtype=np.int64)  # its rows among that unit's entries
+    value = np.zeros(cap)  # the first of their values
+    split = np.zeros(cap, dtype=np.bool_)  # whether the unit splits it
+    renumber = np.empty(cap, dtype=np.int64)
+    parent = np.empty(widest, dtype=np.int64)  # the unit's new classes: the class they split
+    at = np.empty(widest)  # (-1: the rows it brings), their value and their number
+    number = np.empty(widest, dtype=np.int64)
     none = np.empty(0, dtype=np.int64)
     ns = 0
     start[0] = 0
     ptr[0] = 0
     used = 0  # rows of the open segment: rows[ptr[ns]:ptr[ns] + used]
-    for i in range(n):
+    nc = 0  # class numbers it used
+    i = 0
+    while i < n:
         if i == n // 16 and ns * min_units > i:  # a sixteenth read already says no
-            return none, none, none
-        need = ptr[ns] + used + indptr[i + 1] - indptr[i]
-        if need > rows.shape[0]:
-            grown = np.empty(2 * need, dtype=np.int64)
-            grown[: ptr[ns] + used] = rows[: ptr[ns] + used]
-            rows = grown
-        before = used
-        for a in range(indptr[i], indptr[i + 1]):  # (one read of the unit in the common case)
-            r = indices[a]
-            if mark[r] != ns:
-                mark[r] = ns
-                rows[ptr[ns] + used] = r
-                used += 1
-        if before == 0 or used <= width:
+            return none, none, none, none
+        a0, a1 = indptr[i], indptr[i + 1]
+        fresh = 0
+        held = 0  # the unit's rows of the segment, and the rows of their classes
+        reach = 0
+        mixed = False
+        for a in range(a0, a1):
+            c = class_of[indices[a]]
+            if c < 0:
+                fresh += 1
+                continue
+            held += 1
+            if seen[c] != i:
+                seen[c] = i
+                hits[c] = 1
+                value[c] = data[a]
+                reach += size[c]
+            else:
+                hits[c] += 1
+                if data[a] != value[c]:
+                    split[c] = True
+                    mixed = True
+        old = False
+        if held == reach and not mixed:  # (no class splits: the common case)
+            if fresh == 0 and used <= width:
+                i += 1
+                continue
+        else:
+            for a in range(a0, a1):
+                c = class_of[indices[a]]
+                if c >= 0:
+                    if seen[c] == i:  # (once per class)
+                        seen[c] = -1
+                        split[c] = split[c] or hits[c] != size[c]
+                        old = old or (split[c] and i - born[c] >= min_units)
+        if used > 0 and (
+            used + fresh > width or (split_old and old and i - start[ns] >= min_units)
+        ):  # unit i opens the next segment
+            for a in range(a0, a1):
+                if class_of[indices[a]] >= 0:
+                    split[class_of[indices[a]]] = False
+            _number_classes(rows, cls, ptr[ns], used, class_of, renumber, nc)
+            ns += 1
+            if ns >= most:
+                return none, none, none, none
+            start[ns] = i
+            ptr[ns] = ptr[ns - 1] + used
+            used = 0
+            nc = 0
             continue
-        used = before  # unit i opens the next segment
-        rows[ptr[ns] : ptr[ns] + used].sort()
-        ns += 1
-        if ns >= most:
-            return none, none, none
-        start[ns] = i
-        ptr[ns] = ptr[ns - 1] + used
-        used = 0
-        for a in range(indptr[i], indptr[i + 1]):
+        if ptr[ns] + used + fresh > rows.shape[0]:
+            rows = _grown(rows, ptr[ns] + used, 2 * (ptr[ns] + used + fresh))
+            cls = _grown(cls, ptr[ns], rows.shape[0])
+        k = 0
+        for a in range(a0, a1):
             r = indices[a]
-            if mark[r] != ns:
-                mark[r] = ns
+            of = class_of[r]
+            if of >= 0:
+                if not split[of]:
+                    continue
+                size[of] -= 1
+            else:
                 rows[ptr[ns] + used] = r
                 used += 1
-    rows[ptr[ns] : ptr[ns] + used].sort()
+            x = data[a]
+            t = 0
+            while t < k and not (parent[t] == of and at[t] == x):
+                t += 1
+            if t == k:
+                parent[k], at[k], number[k] = of, x, nc
+                size[nc], born[nc] = 0, i
+                nc += 1
+                k += 1
+            class_of[r] = number[t]
+            size[number[t]] += 1
+        for t in range(k):
+            if parent[t] >= 0:
+                split[parent[t]] = False
+        i += 1
+    _number_classes(rows, cls, ptr[ns], used, class_of, renumber, nc)
     ns += 1
     start[ns] = n
     ptr[ns] = ptr[ns - 1] + used
-    return start[: ns + 1].copy(), ptr[: ns + 1].copy(), rows[: ptr[ns]].copy()
+    end = ptr[ns]
+    return start[: ns + 1].copy(), ptr[: ns + 1].copy(), rows[:end].copy(), cls[:end].copy()
 
 
 def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
@@ -741,7 +869,7 @@ def warm() -> float:
         indptr = np.array([0, 2, 3], dtype=itype)
         indices = np.array([0, 1, 1], dtype=itype)
         rowpos = np.array([0, 1], dtype=np.int64)
-        seg = SEGMENTS(indptr, indices, 2, 64, 1)
+        seg = SEGMENTS(indptr, indices, data, 2, 64, 1, True)
         for k in (0, 1):
             for dist in (LINEAR, RAKING, LOGIT):
                 EVALUATE[k](

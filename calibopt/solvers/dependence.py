@@ -134,7 +134,12 @@ def dependent_rows(
     found = _blocks(J, s, rank_tol) if J.shape[0] >= BLOCK_MIN else None
     if found is None:
         Js = _scaled(J, s)
-        keep, dropped = (np.sort(v) for v in _pstrf(Js, rank_tol))
+        # sparser rows first: equal pivots then keep a district's rows before its state's and
+        # the nation's (as the blocks do), a local system for Newton. (Sums by classes of
+        # repeated rows make such ties exact; the first of them, a nation's row kept for one
+        # district's, left a 1,231-target problem's Newton stalling.)
+        order = np.argsort(np.count_nonzero(J, axis=1), kind="stable")
+        keep, dropped = (np.sort(order[v]) for v in _pstrf(Js[np.ix_(order, order)], rank_tol))
     else:
         keep, dropped, sparse = found
     if dropped.size == 0 or keep.size == 0:

@@ -12,10 +12,11 @@ Newton matrix ``X D X'``, from ``X D X'`` kept once per solve, so the pass only 
 and ``g`` per unit and adds the differences of the units on a bound (while those hold at
 most :data:`BASE_SHARE` of the initial weight; beyond that the free units are the fewer,
 and the pass sums theirs directly); at ``lambda = 0`` with every unit free the base is the
-evaluation, without a pass. A local-area matrix's units come area by area, so the pass sums a
-run of units (a segment, :func:`~calibopt.solvers.kernels.row_segments`) in a small local
-matrix first; only pairs of rows sharing a segment can then be non-zero in the Newton matrix
-(:attr:`Evaluator.pattern`: 0.5M of the national matrix's 35M places), and only those are
+evaluation, without a pass. A local-area matrix's units come area by area, so the pass sums
+a run of units (a segment, :func:`~calibopt.solvers.kernels.row_segments`) in a small local
+matrix first, once per class of rows that repeat one another on it; only pairs of rows
+sharing a segment can then be non-zero in the Newton matrix (:attr:`Evaluator.pattern`: 0.5M
+of the national matrix's 35M places), and only those are
 zeroed before a pass, completed after it and gathered for the sparse LU. Custom distances,
 and every distance until numba has its kernels cached (:mod:`calibopt.solvers._kernel_cache`),
 compose the same quantities from the separate kernels and the distance's own NumPy functions.
@@ -34,6 +35,7 @@ from .distances import Distance, Linear, Logit, Raking, Truncated
 from .kernels import (
     NO_PATTERN,
     NO_SEGMENTS,
+    Segments,
     compiled,
     gram_chunks,
     gram_pattern,
@@ -128,7 +130,7 @@ class Evaluator:
         self._pairpos = np.empty(0, dtype=np.int64)
         """The kernels' map of a row to its place in the Newton matrix: empty while every row is
         in play (each in its own place), else :attr:`_rowpos`."""
-        self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._segments: Segments | None = None
         self._pattern: tuple[np.ndarray, np.ndarray] | None = None
         self._full_pattern: tuple[np.ndarray, np.ndarray] | None = None
         self.places: dict = {}
@@ -172,7 +174,7 @@ class Evaluator:
         return weighted_gram(self.Xc, v, self.scratch, self.segments, self.full_pattern)
 
     @property
-    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def segments(self) -> Segments:
         """:func:`~calibopt.solvers.kernels.row_segments` of X, found at the first use."""
         if self._segments is None:
             self._segments = row_segments(self.Xc)
@@ -324,11 +326,9 @@ class Evaluator:
         nchunks, J, acc, xw_acc, conj_acc = self._accumulators(slot, gram)
         dummy = np.empty(0)
         g = self._g[slot]
-        # by segments where every unit is summed with every row in play; relative to the
-        # base the free units only form g, and placing their entries would cost more than
-        # it saves
-        by_segments = not relative and self._pairpos.size == 0
-        seg = self.segments if by_segments else NO_SEGMENTS
+        # by segments; relative to the base the free units only form g, and placing their
+        # entries would cost more than it saves
+        seg = NO_SEGMENTS if relative else self.segments
         pattern = self.pattern if gram else NO_PATTERN
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,

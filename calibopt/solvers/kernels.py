@@ -10,7 +10,7 @@
 * :func:`row_ranges` — per target, the smallest and largest ``X_j w`` over a box of weights.
 * :func:`row_absmax` — per target, the largest ``|X_ji|``.
 * :func:`row_segments` — runs of consecutive units with few rows, whose Gram pairs the passes
-  sum in a small local matrix first.
+  sum in a small local matrix first, once per class of rows that repeat one another's values.
 * :func:`submatrix` — a principal submatrix ``J[rows][:, rows]`` of a dense matrix (NumPy's
   ``J[np.ix_(rows, rows)]`` takes 0.8 s on a 5,951-row Newton matrix; this, 0.3 s).
 * :func:`to_csc` — CSR to CSC with sorted indices, in parallel blocks of columns (SciPy's
@@ -30,6 +30,7 @@ matters as much as the arithmetic. The fused Newton pass lives in
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +41,8 @@ from ._kernel_cache import numba_ready
 __all__ = [
     "NO_PATTERN",
     "NO_SEGMENTS",
+    "Segments",
+    "class_share",
     "compiled",
     "gram_chunks",
     "gram_pattern",
@@ -116,35 +119,92 @@ SEGMENT_ROWS = 64
 """Most rows of a segment (:func:`row_segments`): its local matrix (32 KiB) stays in L1."""
 SEGMENT_UNITS = 32
 """Fewest units a segment must hold on average for the passes to use segments."""
-NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 3
+CLASS_SHARE = 0.75
+"""Share of a segment's rows left as classes (weighted by its units) above which
+:func:`row_segments` cuts by width alone: too little repeats for the cuts at the classes'
+splits to pay (each segment costs its rows squared to add up)."""
+NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 4
 """What :func:`row_segments` returns for a matrix it does not cut."""
+Segments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 NO_PATTERN = (np.empty(0, dtype=np.int64),) * 2
 """What :func:`gram_pattern` returns when a pass should zero and complete every place."""
 
 
-def row_segments(Xc: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of consecutive units whose entries fall in few rows, for the Gram passes.
+def row_segments(Xc: sp.csc_matrix) -> Segments:
+    """Runs of consecutive units whose entries fall in few rows, for the Gram passes, and the
+    classes of rows that repeat one another there.
 
     A local-area matrix lists its units geography by geography, so a run of units (a
-    district's households) touches only its district's, state's and nation's rows: ~50 of
+    district's households) touches only its district's, state's and nation's rows: ~40 of
     5,951. A pass then sums each run's pairs in a small dense matrix that stays in cache
     and adds it to the Newton matrix once (1.4x faster on the national matrix than adding
-    every pair to the 5,951 x 5,951 matrix, whose rows lie 47 KB apart).
+    every pair to the 5,951 x 5,951 matrix, whose rows lie 47 KB apart). On a district's
+    units, the state's and the nation's row of a variable hold the district's values: the
+    three rows form a class, and a pass forms each class's estimate and pairs once and
+    spreads them over its rows (14 classes for a district's 40 rows: a sixth of the pairs).
+    The classes are exact (equal values on every unit of the run), so any matrix may have
+    them; the runs end where an established class splits (a district's end), unless that
+    leaves more than :data:`CLASS_SHARE` of the rows as classes, when they end by width
+    alone.
 
     Returns
     -------
-    start, ptr, rows : ndarray
-        Segment ``s`` holds units ``start[s]:start[s + 1]`` and the sorted rows
-        ``rows[ptr[s]:ptr[s + 1]]`` (at most :data:`SEGMENT_ROWS`, unless one unit has
-        more). All three are empty (no segments) without the compiled kernels, for small
-        matrices (under :data:`SERIAL_NNZ` non-zeros or :data:`SEGMENT_ROWS` rows), and when
-        the runs would average under :data:`SEGMENT_UNITS` units (the detection stops there).
+    start, ptr, rows, cls : ndarray
+        Segment ``s`` holds units ``start[s]:start[s + 1]``, the sorted rows
+        ``rows[ptr[s]:ptr[s + 1]]`` (at most :data:`SEGMENT_ROWS`, unless one unit has more)
+        and their classes ``cls[ptr[s]:ptr[s + 1]]`` (``0, 1, ...`` in the order of their
+        first rows). All four are empty (no segments) without the compiled kernels, for
+        small matrices (under :data:`SERIAL_NNZ` non-zeros or :data:`SEGMENT_ROWS` rows),
+        and when the runs would average under :data:`SEGMENT_UNITS` units (the detection
+        stops there).
     """
     nb = compiled()
     p = Xc.shape[0]
     if nb is None or Xc.nnz < SERIAL_NNZ or p <= SEGMENT_ROWS:
         return NO_SEGMENTS
-    return nb.SEGMENTS(Xc.indptr, Xc.indices, p, SEGMENT_ROWS, SEGMENT_UNITS)
+    seg = _cut(nb, Xc, True)
+    if seg[0].size and class_share(seg) > CLASS_SHARE:
+        seg = _cut(nb, Xc, False)
+    return seg
+
+
+def _cut(nb, Xc: sp.csc_matrix, split_old: bool) -> Segments:
+    """The compiled cut of :func:`row_segments`, one part of the units (by non-zeros) per
+    thread, each cut alone (a run may end at a part's end) and joined in order."""
+    n, nnz = Xc.shape[1], Xc.nnz
+    ends = np.searchsorted(Xc.indptr, np.linspace(0, nnz, threads(nnz) + 1)[1:-1])
+    ends = np.unique(np.concatenate([[0], ends, [n]]))
+
+    def cut(k: int) -> Segments:
+        part = Xc.indptr[ends[k] : ends[k + 1] + 1]
+        return nb.SEGMENTS(
+            part, Xc.indices, Xc.data, Xc.shape[0], SEGMENT_ROWS, SEGMENT_UNITS, split_old
+        )
+
+    with ThreadPoolExecutor(ends.size - 1) as pool:  # (the kernel releases the GIL)
+        parts = list(pool.map(cut, range(ends.size - 1)))
+    if any(part[0].size == 0 for part in parts):
+        return NO_SEGMENTS
+    rows_before = np.cumsum([0] + [part[2].size for part in parts])
+    start = [part[0][:-1] + ends[k] for k, part in enumerate(parts)]
+    ptr = [part[1][:-1] + rows_before[k] for k, part in enumerate(parts)]
+    return (
+        np.concatenate([*start, [n]]),
+        np.concatenate([*ptr, [rows_before[-1]]]),
+        np.concatenate([part[2] for part in parts]),
+        np.concatenate([part[3] for part in parts]),
+    )
+
+
+def class_share(segments: Segments) -> float:
+    """The share of the segments' rows left as classes, each segment weighted by its units."""
+    start, ptr, _, cls = segments
+    width = np.diff(ptr)
+    full = width > 0
+    classes = np.zeros(width.size)
+    classes[full] = np.maximum.reduceat(cls, ptr[:-1][full]) + 1
+    units = np.diff(start)
+    return float(units @ classes) / max(float(units @ width), 1.0)
 
 
 GRAM_MEMORY = 1.2e9
@@ -160,7 +220,7 @@ def weighted_gram(
     Xc: sp.csc_matrix,
     v: np.ndarray,
     scratch: Callable[[int], np.ndarray] | None = None,
-    segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    segments: Segments | None = None,
     pattern: tuple[np.ndarray, np.ndarray] = NO_PATTERN,
 ) -> np.ndarray:
     """Dense ``X diag(v) X'`` for a CSC matrix with sorted indices.
@@ -230,7 +290,7 @@ def symmetrize(
 
 
 def gram_pattern(
-    segments: tuple[np.ndarray, np.ndarray, np.ndarray],
+    segments: Segments,
     rowpos: np.ndarray,
     m: int,
     limit: int,
