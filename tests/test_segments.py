@@ -130,6 +130,29 @@ def test_classes_are_the_rows_equal_on_a_segment(kind):
         assert np.array_equal(c[np.sort(first)], np.arange(first.size))  # in row order
 
 
+@pytest.mark.parametrize("kind", ["random", "repeated"])
+def test_class_entries_rebuild_the_matrix(kind):
+    """A unit's class entries, each spread over its class's rows, are its column of X."""
+    X = MATRICES[kind](0)
+    start, ptr, rows, cls = seg = kernels.row_segments(X)
+    eptr, ecls, evals = kernels.class_entries(X, seg)
+    assert eptr[0] == 0 and eptr[-1] == ecls.size == evals.size
+    assert (ecls.size < 0.5 * X.nnz) == (kind == "repeated")
+    r, c, v = [], [], []
+    for s in range(start.size - 1):
+        srows, scls = rows[ptr[s] : ptr[s + 1]], cls[ptr[s] : ptr[s + 1]]
+        for i in range(start[s], start[s + 1]):
+            k = ecls[eptr[i] : eptr[i + 1]]
+            assert np.all(np.diff(k) > 0)
+            for cl, x in zip(k, evals[eptr[i] : eptr[i + 1]], strict=True):
+                members = srows[scls == cl]
+                r.append(members)
+                c.append(np.full(members.size, i))
+                v.append(np.full(members.size, x))
+    Y = sp.csc_matrix((np.concatenate(v), (np.concatenate(r), np.concatenate(c))), X.shape)
+    assert (Y != X).nnz == 0
+
+
 def test_segments_end_where_the_repeats_end():
     """With repeated rows the segments are the areas (the repeats hold on an area's units
     only), each with a class per variable; without, they are cut by width as before."""

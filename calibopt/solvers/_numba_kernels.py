@@ -125,17 +125,17 @@ def _gather(place, indices, data, a0, a1, pos, xs):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True, inline="always")
-def _pairs(G, pos, xs, k, v):  # pragma: no cover - compiled
-    """``G[pos_a, pos_b] += v x_a x_b`` for the pairs ``a <= b`` of gathered entries.
+def _pairs(G, pos, xs, a0, a1, v):  # pragma: no cover - compiled
+    """``G[pos_a, pos_b] += v x_a x_b`` for the pairs ``a0 <= a <= b < a1`` of placed entries.
 
-    Gathered first (:func:`_gather`), the pair loop reads neither a row map nor the matrix
-    and has no branch: on the national local-area matrix that made the Gram pass 1.7x
-    faster than looking each pair's place up.
+    Placed first (gathered by :func:`_gather`, or a segment's class entries), the pair loop
+    reads neither a row map nor the matrix and has no branch: on the national local-area
+    matrix that made the Gram pass 1.7x faster than looking each pair's place up.
     """
-    for a in range(k):
+    for a in range(a0, a1):
         ra = pos[a]
         xa = xs[a] * v
-        for b in range(a, k):
+        for b in range(a, a1):
             G[ra, pos[b]] += xa * xs[b]
 
 
@@ -143,7 +143,7 @@ def _pairs(G, pos, xs, k, v):  # pragma: no cover - compiled
 def _add_pairs(G, rowpos, indices, data, a0, a1, v, pos, xs):  # pragma: no cover - compiled
     """``G[ra, rb] += v x_a x_b`` for the pairs ``a <= b`` of one unit's entries in play
     (``rowpos``: a row's place in ``G``, -1 out of play)."""
-    _pairs(G, pos, xs, _gather(rowpos, indices, data, a0, a1, pos, xs), v)
+    _pairs(G, pos, xs, 0, _gather(rowpos, indices, data, a0, a1, pos, xs), v)
 
 
 @numba.njit(cache=True, inline="always")
@@ -217,24 +217,17 @@ def _evaluate_units(
     xs,
     mode,
 ):  # pragma: no cover - compiled
-    """Units ``i0:i1`` of :func:`_evaluate`, their entries placed by ``place`` (``mode``, a
-    literal: ``PLACED`` places ``lam`` and ``xw`` too, which are then indexed by place;
-    ``IN_PLAY`` only the pairs in ``G``). The sums go on from ``total`` (the conjugate sum),
-    ``comp`` (its compensation) and ``bound`` (initial weight on a bound); returns them and
-    the buffers."""
+    """Units ``i0:i1`` of :func:`_evaluate` (``mode``, a literal: ``PLACED``, the entries'
+    indices are already places, e.g. a segment's class entries, and index ``lam``, ``xw`` and
+    the pairs in ``G``; ``IN_PLAY``, they are rows, and ``place`` places them in ``G``). The
+    sums go on from ``total`` (the conjugate sum), ``comp`` (its compensation) and ``bound``
+    (initial weight on a bound); returns them and the buffers."""
     for i in range(i0, i1):
         a0 = indptr[i]
         a1 = indptr[i + 1]
-        k = a1 - a0
         u = 0.0
-        if mode == PLACED:  # placed first: u, the estimates and the pairs use the places
-            pos, xs = _room(pos, xs, k)
-            k = _gather(place, indices, data, a0, a1, pos, xs)
-            for a in range(k):
-                u += xs[a] * lam[pos[a]]
-        else:
-            for a in range(a0, a1):
-                u += data[a] * lam[indices[a]]
+        for a in range(a0, a1):
+            u += data[a] * lam[indices[a]]
         li = lo[i] if has_lo else 0.0
         hi_i = hi[i] if has_hi else 0.0
         if relative and _free(u, has_lo, has_hi, li, hi_i):
@@ -246,17 +239,15 @@ def _evaluate_units(
         if skip:
             continue
         total, comp = _neumaier(total, comp, dc)
-        if mode == PLACED:
-            for a in range(k):
-                xw[pos[a]] += xs[a] * w
-            if gram and v != 0.0:
-                _pairs(G, pos, xs, k, v)
-            continue
         for a in range(a0, a1):
             xw[indices[a]] += data[a] * w
-        if gram and v != 0.0:
-            pos, xs = _room(pos, xs, k)
-            _pairs(G, pos, xs, _gather(place, indices, data, a0, a1, pos, xs), v)
+        if not gram or v == 0.0:
+            continue
+        if mode == PLACED:
+            _pairs(G, indices, data, a0, a1, v)
+        else:
+            pos, xs = _room(pos, xs, a1 - a0)
+            _pairs(G, pos, xs, 0, _gather(place, indices, data, a0, a1, pos, xs), v)
     return total, comp, bound, pos, xs
 
 
@@ -280,34 +271,36 @@ def _width(seg_ptr):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _open_segment(seg_rows, seg_cls, r0, p, loc, L, gram):  # pragma: no cover - compiled
+def _place_classes(seg_rows, seg_cls, r0, p, loc, on):  # pragma: no cover - compiled
     """Places the representatives of the classes of the segment's rows ``seg_rows[r0:r0 +
-    p]`` (each class's first row) at the classes' numbers in ``loc``, the other rows staying
-    at -1 (a unit's entries there repeat a representative's); zeroes ``L``'s upper triangle
-    on the classes; returns their number."""
+    p]`` (each class's first row) at the classes' numbers in ``loc`` (``on``; else back to
+    -1); the other rows stay at -1 (a unit's entries there repeat a representative's).
+    Returns the number of classes."""
     nc = 0
     for k in range(p):
         if seg_cls[r0 + k] == nc:  # (numbered in the order of their first rows)
-            loc[seg_rows[r0 + k]] = nc
+            loc[seg_rows[r0 + k]] = nc if on else -1
             nc += 1
-    if gram:
-        for k in range(nc):
-            for q in range(k, nc):
-                L[k, q] = 0.0
     return nc
 
 
 @numba.njit(cache=True, inline="always")
-def _close_segment(seg_rows, seg_cls, r0, p, loc, L, G, rowpos, gram):  # pragma: no cover
+def _zero_upper(L, nc):  # pragma: no cover - compiled
+    for k in range(nc):
+        for q in range(k, nc):
+            L[k, q] = 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def _close_segment(seg_rows, seg_cls, r0, p, L, G, rowpos):  # pragma: no cover - compiled
     """Adds the classes' upper triangle ``L`` into ``G`` at every pair of the segment's rows
     in play (in ``rowpos``'s places, or each in its own when ``rowpos`` is empty: rows in
-    increasing order, so the pairs stay in the upper triangle) and clears ``loc``."""
+    increasing order, so the pairs stay in the upper triangle)."""
     every = rowpos.shape[0] == 0
     for k in range(p):
         rk = seg_rows[r0 + k]
-        loc[rk] = -1
         pk = rk if every else rowpos[rk]
-        if not gram or pk < 0:
+        if pk < 0:
             continue
         ck = seg_cls[r0 + k]
         for q in range(k, p):
@@ -346,6 +339,9 @@ def _evaluate(
     seg_ptr,
     seg_rows,
     seg_cls,
+    ent_ptr,
+    ent_cls,
+    ent_val,
     pat_ptr,
     pat_cols,
     gram,
@@ -359,7 +355,8 @@ def _evaluate(
 ):  # pragma: no cover - compiled
     """See the module. ``rowpos`` maps a row to its place in the Newton matrix (-1: out of
     play), empty when every row is in play in its own place; ``seg_*`` (empty: none) are
-    the segments of :func:`_segments`: each sums its units by the classes of its rows (a
+    the segments of :func:`_segments`, ``ent_*`` their units' class entries
+    (:func:`_class_entries`): each segment sums its units by the classes of its rows (a
     class's multipliers added up, its estimate and its pairs formed once), then spreads the
     sums over the rows. ``pat_ptr, pat_cols`` (empty: none) are :func:`_gram_pattern`'s
     places of the Newton matrix that a pass can reach: only those are zeroed (the rest of
@@ -390,26 +387,28 @@ def _evaluate(
             conj_acc[c, 0] = total + comp
             conj_acc[c, 1] = bound
             continue
-        loc = np.full(p_all, -1, dtype=np.int64)
         L = np.empty((width, width))
         lam_s = np.empty(width)
         xw_s = np.empty(width)
         s0, s1 = _spans(seg_start, n, c, nchunks)
         for s in range(s0, s1):  # each with its own multipliers and estimates, by class
             r0, p = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
-            nc = _open_segment(seg_rows, seg_cls, r0, p, loc, L, gram)
+            nc = seg_cls[r0 : r0 + p].max() + 1
+            if gram:
+                _zero_upper(L, nc)
             lam_s[:nc] = 0.0
             xw_s[:nc] = 0.0
             for k in range(p):
                 lam_s[seg_cls[r0 + k]] += lam[seg_rows[r0 + k]]
             total, comp, bound, pos, xs = _evaluate_units(
-                indptr, indices, data, lam_s, d, lo, hi, has_lo, has_hi, dist, loc, gram,
-                relative, relax, g_out, xw_s, L, seg_start[s], seg_start[s + 1], total, comp,
-                bound, pos, xs, PLACED,
+                ent_ptr, ent_cls, ent_val, lam_s, d, lo, hi, has_lo, has_hi, dist, rowpos,
+                gram, relative, relax, g_out, xw_s, L, seg_start[s], seg_start[s + 1], total,
+                comp, bound, pos, xs, PLACED,
             )  # fmt: skip
             for k in range(p):
                 xw[seg_rows[r0 + k]] += xw_s[seg_cls[r0 + k]]
-            _close_segment(seg_rows, seg_cls, r0, p, loc, L, G, rowpos, gram)
+            if gram:
+                _close_segment(seg_rows, seg_cls, r0, p, L, G, rowpos)
         conj_acc[c, 0] = total + comp
         conj_acc[c, 1] = bound
 
@@ -544,7 +543,7 @@ def _gram_upper(
                     a0, a1 = indptr[i], indptr[i + 1]
                     pos, xs = _room(pos, xs, a1 - a0)
                     k = _gather(place, indices, data, a0, a1, pos, xs)
-                    _pairs(G, pos, xs, k, v[i])
+                    _pairs(G, pos, xs, 0, k, v[i])
             continue
         loc = np.full(p_all, -1, dtype=np.int64)
         L = np.empty((width, width))
@@ -552,14 +551,45 @@ def _gram_upper(
         s0, s1 = _spans(seg_start, n, c, nchunks)
         for s in range(s0, s1):
             r0, p = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
-            _open_segment(seg_rows, seg_cls, r0, p, loc, L, True)
+            _zero_upper(L, _place_classes(seg_rows, seg_cls, r0, p, loc, True))
             for i in range(seg_start[s], seg_start[s + 1]):
                 if v[i] != 0.0:
                     a0, a1 = indptr[i], indptr[i + 1]
                     pos, xs = _room(pos, xs, a1 - a0)
                     k = _gather(loc, indices, data, a0, a1, pos, xs)
-                    _pairs(L, pos, xs, k, v[i])
-            _close_segment(seg_rows, seg_cls, r0, p, loc, L, G, every, True)
+                    _pairs(L, pos, xs, 0, k, v[i])
+            _close_segment(seg_rows, seg_cls, r0, p, L, G, every)
+            _place_classes(seg_rows, seg_cls, r0, p, loc, False)
+
+
+def _class_entries(
+    indptr, indices, data, seg_start, seg_ptr, seg_rows, seg_cls, p, nparts, ptr, cls, val
+):  # pragma: no cover - compiled
+    """Each unit's entries in its segment's class representatives (:func:`_segments`), with
+    the class as index: ``cls[ptr[i]:ptr[i + 1]], val[ptr[i]:ptr[i + 1]]`` for unit ``i``, in
+    row order. With ``cls`` empty, only counts them into ``ptr[i + 1]`` (``ptr`` zeroed; the
+    caller sums it up and calls again with room for them). ``nparts`` parts of the segments
+    run in parallel."""
+    ns = seg_start.shape[0] - 1
+    count = cls.shape[0] == 0
+    per = (ns + nparts - 1) // nparts
+    for c in numba.prange(nparts):
+        loc = np.full(p, -1, dtype=np.int64)
+        for s in range(c * per, min(ns, (c + 1) * per)):
+            r0, q = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
+            _place_classes(seg_rows, seg_cls, r0, q, loc, True)
+            for i in range(seg_start[s], seg_start[s + 1]):
+                t = 0 if count else ptr[i]
+                for a in range(indptr[i], indptr[i + 1]):
+                    r = loc[indices[a]]
+                    if r >= 0:
+                        if not count:
+                            cls[t] = r
+                            val[t] = data[a]
+                        t += 1
+                if count:
+                    ptr[i + 1] = t
+            _place_classes(seg_rows, seg_cls, r0, q, loc, False)
 
 
 @numba.njit(cache=True, inline="always")
@@ -857,6 +887,7 @@ RMATVEC = _compile(_rmatvec)
 MATVEC = _compile(_matvec)
 ROW_RANGES = _compile(_row_ranges)
 CSR_TO_CSC = numba.njit(parallel=True, cache=True, nogil=True)(_csr_to_csc)
+CLASS_ENTRIES = _compile(_class_entries)
 ROW_ABSMAX = numba.njit(cache=True, nogil=True)(_row_absmax)
 
 
@@ -870,6 +901,11 @@ def warm() -> float:
         indices = np.array([0, 1, 1], dtype=itype)
         rowpos = np.array([0, 1], dtype=np.int64)
         seg = SEGMENTS(indptr, indices, data, 2, 64, 1, True)
+        ent_ptr = np.zeros(3, dtype=np.int64)
+        ent = (ent_ptr, np.empty(3, dtype=np.int32), np.empty(3))
+        for k in (0, 1):
+            CLASS_ENTRIES[k](indptr, indices, data, *seg, 2, 1, ent_ptr, ent[1][:0], ent[2][:0])
+            CLASS_ENTRIES[k](indptr, indices, data, *seg, 2, 1, *ent)
         for k in (0, 1):
             for dist in (LINEAR, RAKING, LOGIT):
                 EVALUATE[k](
@@ -885,6 +921,7 @@ def warm() -> float:
                     dist,
                     rowpos,
                     *seg,
+                    *ent,
                     *GRAM_PATTERN(seg[1], seg[2], rowpos, 2, 3),
                     True,
                     dist == LINEAR,

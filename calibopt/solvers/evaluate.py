@@ -33,9 +33,11 @@ import scipy.sparse as sp
 
 from .distances import Distance, Linear, Logit, Raking, Truncated
 from .kernels import (
+    NO_ENTRIES,
     NO_PATTERN,
     NO_SEGMENTS,
     Segments,
+    class_entries,
     compiled,
     gram_chunks,
     gram_pattern,
@@ -131,6 +133,7 @@ class Evaluator:
         """The kernels' map of a row to its place in the Newton matrix: empty while every row is
         in play (each in its own place), else :attr:`_rowpos`."""
         self._segments: Segments | None = None
+        self._entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pattern: tuple[np.ndarray, np.ndarray] | None = None
         self._full_pattern: tuple[np.ndarray, np.ndarray] | None = None
         self.places: dict = {}
@@ -179,6 +182,14 @@ class Evaluator:
         if self._segments is None:
             self._segments = row_segments(self.Xc)
         return self._segments
+
+    @property
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`~calibopt.solvers.kernels.class_entries` of X, built at the first pass by
+        segments (what those passes read instead of X)."""
+        if self._entries is None:
+            self._entries = class_entries(self.Xc, self.segments)
+        return self._entries
 
     @property
     def pattern(self) -> tuple[np.ndarray, np.ndarray]:
@@ -329,11 +340,13 @@ class Evaluator:
         # by segments; relative to the base the free units only form g, and placing their
         # entries would cost more than it saves
         seg = NO_SEGMENTS if relative else self.segments
+        entries = self.entries if seg[0].size else NO_ENTRIES
         pattern = self.pattern if gram else NO_PATTERN
         pick(nb.EVALUATE, Xc.nnz)(
             Xc.indptr, Xc.indices, Xc.data, lam, self.d,
             dummy if self.lo is None else self.lo, dummy if self.hi is None else self.hi,
-            self.lo is not None, self.hi is not None, code, self._pairpos, *seg, *pattern,
+            self.lo is not None, self.hi is not None, code, self._pairpos, *seg, *entries,
+            *pattern,
             gram, relative, relax, g, xw_acc, conj_acc, J, acc,
         )  # fmt: skip
         xw = xw_acc[0] if nchunks == 1 else xw_acc.sum(axis=0)

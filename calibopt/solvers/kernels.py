@@ -39,9 +39,11 @@ from ..problem import use_csc_converter
 from ._kernel_cache import numba_ready
 
 __all__ = [
+    "NO_ENTRIES",
     "NO_PATTERN",
     "NO_SEGMENTS",
     "Segments",
+    "class_entries",
     "class_share",
     "compiled",
     "gram_chunks",
@@ -126,6 +128,8 @@ splits to pay (each segment costs its rows squared to add up)."""
 NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 4
 """What :func:`row_segments` returns for a matrix it does not cut."""
 Segments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+NO_ENTRIES = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), np.empty(0))
+"""What :func:`class_entries` returns without segments."""
 NO_PATTERN = (np.empty(0, dtype=np.int64),) * 2
 """What :func:`gram_pattern` returns when a pass should zero and complete every place."""
 
@@ -194,6 +198,37 @@ def _cut(nb, Xc: sp.csc_matrix, split_old: bool) -> Segments:
         np.concatenate([part[2] for part in parts]),
         np.concatenate([part[3] for part in parts]),
     )
+
+
+def class_entries(
+    Xc: sp.csc_matrix, segments: Segments
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each unit's entries in its segment's class representatives, indexed by class, for the
+    passes by segments (compiled kernels only).
+
+    The other entries repeat a representative's value (:func:`row_segments`), so a pass needs
+    only these: on the national local-area matrix 33.5M of 95.7M entries (400 MB, built in
+    about 0.4 s once per solve), which it reads instead of X.
+
+    Returns
+    -------
+    ptr, cls, val : ndarray
+        Unit ``i``'s class numbers ``cls[ptr[i]:ptr[i + 1]]`` (int32, increasing) and values
+        ``val[ptr[i]:ptr[i + 1]]``; :data:`NO_ENTRIES` without segments.
+    """
+    if segments[0].size == 0:
+        return NO_ENTRIES
+    nb = compiled()
+    n, p = Xc.shape[1], Xc.shape[0]
+    nparts = threads(Xc.nnz)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    args = (Xc.indptr, Xc.indices, Xc.data, *segments, p, nparts)
+    kernel = pick(nb.CLASS_ENTRIES, Xc.nnz)
+    kernel(*args, ptr, NO_ENTRIES[1], NO_ENTRIES[2])
+    np.cumsum(ptr, out=ptr)
+    cls, val = np.empty(ptr[-1], dtype=np.int32), np.empty(ptr[-1])
+    kernel(*args, ptr, cls, val)
+    return ptr, cls, val
 
 
 def class_share(segments: Segments) -> float:
