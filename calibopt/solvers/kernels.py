@@ -11,6 +11,8 @@
 * :func:`row_absmax` — per target, the largest ``|X_ji|``.
 * :func:`row_segments` — runs of consecutive units with few rows, whose Gram pairs the passes
   sum in a small local matrix first, once per class of rows that repeat one another's values.
+* :func:`class_entries` — each unit's entries on its segment's class representatives, indexed
+  by class: what the passes by segments read instead of X.
 * :func:`submatrix` — a principal submatrix ``J[rows][:, rows]`` of a dense matrix (NumPy's
   ``J[np.ix_(rows, rows)]`` takes 0.8 s on a 5,951-row Newton matrix; this, 0.3 s).
 * :func:`to_csc` — CSR to CSC with sorted indices, in parallel blocks of columns (SciPy's
