@@ -155,7 +155,8 @@ def test_class_entries_rebuild_the_matrix(kind):
 
 def test_segments_end_where_the_repeats_end():
     """With repeated rows the segments are the areas (the repeats hold on an area's units
-    only), each with a class per variable; without, they are cut by width as before."""
+    only), each with a class per variable; without, they are cut by width as before (the
+    classes judged at the end, or given up after a sixteenth of the units)."""
     X, per_area = _repeated(0), 2_000
     seg = kernels.row_segments(X)
     start = seg[0]
@@ -163,11 +164,29 @@ def test_segments_end_where_the_repeats_end():
     assert set(range(0, X.shape[1], per_area)) <= set(start.tolist())
     assert np.all(np.maximum.reduceat(seg[3], seg[1][:-1]) + 1 <= 6)
     assert kernels.class_share(seg) == pytest.approx(1 / 3)
-    Y = _local_area(seed=0)
+    rng = np.random.default_rng(0)
+    n = 100_000  # one-hot units, 4 of 69 cells each: runs of ~50 units, no repeats
+    cells = np.stack([rng.integers(a, b, n) for a, b in [(0, 20), (20, 40), (40, 60), (60, 69)]])
+    one_hot = sp.csc_matrix((np.ones(4 * n), (cells.T.ravel(), np.repeat(np.arange(n), 4))))
+    for Y, gives_up in ((_local_area(seed=0), False), (one_hot, True)):
+        by_classes, by_width = _cuts(Y)
+        assert kernels.class_share(by_classes(2.0)) > kernels.CLASS_SHARE  # (2.0: never gives up)
+        # after a sixteenth of the units, when segments closed by then keep too many rows
+        assert (by_classes(kernels.CLASS_SHARE)[0].size == 0) == gives_up
+        assert by_width[0].size > 2
+        for a, b in zip(kernels.row_segments(Y), by_width, strict=True):
+            assert np.array_equal(a, b)
+
+
+def _cuts(Y):
+    """The class cut of ``Y`` (a function of its share limit) and its cut by width alone."""
     nb = kernels.compiled()
-    assert kernels.class_share(kernels._cut(nb, Y, True)) > kernels.CLASS_SHARE
-    for a, b in zip(kernels.row_segments(Y), kernels._cut(nb, Y, False), strict=True):
-        assert np.array_equal(a, b)
+    p, w, u = Y.shape[0], kernels.SEGMENT_ROWS, kernels.SEGMENT_UNITS
+
+    def by_classes(share):
+        return kernels._cut(Y, lambda part: nb.SEGMENTS(part, Y.indices, Y.data, p, w, u, share))
+
+    return by_classes, kernels._cut(Y, lambda part: nb.SEGMENTS_BY_WIDTH(part, Y.indices, p, w, u))
 
 
 def test_no_segments_where_units_spread_over_the_rows():

@@ -596,7 +596,7 @@ def _class_entries(
 def _number_classes(rows, cls, b, used, class_of, renumber, nc):  # pragma: no cover - compiled
     """Closes a segment: sorts its rows ``rows[b:b + used]`` and writes their classes
     (``class_of``, ``nc`` numbers used; reset to -1 here) into ``cls[b:b + used]``,
-    renumbered ``0, 1, ...`` in the order of each class's first row."""
+    renumbered ``0, 1, ...`` in the order of each class's first row; returns their number."""
     seg = rows[b : b + used]
     seg.sort()
     renumber[:nc] = -1
@@ -608,6 +608,7 @@ def _number_classes(rows, cls, b, used, class_of, renumber, nc):  # pragma: no c
             k += 1
         cls[b + t] = renumber[c]
         class_of[seg[t]] = -1
+    return k
 
 
 @numba.njit(cache=True, inline="always")
@@ -618,7 +619,7 @@ def _grown(a, keep, size):  # pragma: no cover - compiled
     return out
 
 
-def _segments(indptr, indices, data, p, width, min_units, split_old):  # pragma: no cover
+def _segments(indptr, indices, data, p, width, min_units, share):  # pragma: no cover
     """Runs of consecutive units whose entries fall in at most ``width`` rows, and the
     classes of each run's rows: rows of one class hold equal values on every unit of the run.
 
@@ -630,11 +631,13 @@ def _segments(indptr, indices, data, p, width, min_units, split_old):  # pragma:
 
     The classes are refined unit by unit: the rows a unit brings form classes by their values
     on it (zero on the run's units before), and a class whose rows the unit does not all
-    hold with one value splits by value. With ``split_old`` a unit also opens the next
-    segment when the run holds ``min_units`` units and the unit would split a class that has
-    held for ``min_units`` units: in a local-area matrix, where the state's and the nation's
-    rows repeat a district's values on the district's units, the segments are then the
-    districts, each with a class per variable.
+    hold with one value splits by value. A unit also opens the next segment when the run
+    holds ``min_units`` units and the unit would split a class that has held for
+    ``min_units`` units: in a local-area matrix, where the state's and the nation's rows
+    repeat a district's values on the district's units, the segments are then the districts,
+    each with a class per variable. It gives up (all four empty) when, after a sixteenth of
+    the units, the closed segments keep more than ``share`` of their rows as classes
+    (weighted by their units): :func:`_segments_by_width` then cuts faster.
     """
     n = indptr.shape[0] - 1
     most = n // max(1, min_units) + 1
@@ -663,10 +666,12 @@ def _segments(indptr, indices, data, p, width, min_units, split_old):  # pragma:
     ptr[0] = 0
     used = 0  # rows of the open segment: rows[ptr[ns]:ptr[ns] + used]
     nc = 0  # class numbers it used
+    kept = 0  # the closed segments' classes and rows, times their units
+    held_rows = 0
     i = 0
     while i < n:
-        if i == n // 16 and ns * min_units > i:  # a sixteenth read already says no
-            return none, none, none, none
+        if i == n // 16 and (ns * min_units > i or kept > share * held_rows):
+            return none, none, none, none  # a sixteenth read already says no
         a0, a1 = indptr[i], indptr[i + 1]
         fresh = 0
         held = 0  # the unit's rows of the segment, and the rows of their classes
@@ -702,12 +707,14 @@ def _segments(indptr, indices, data, p, width, min_units, split_old):  # pragma:
                         split[c] = split[c] or hits[c] != size[c]
                         old = old or (split[c] and i - born[c] >= min_units)
         if used > 0 and (
-            used + fresh > width or (split_old and old and i - start[ns] >= min_units)
+            used + fresh > width or (old and i - start[ns] >= min_units)
         ):  # unit i opens the next segment
             for a in range(a0, a1):
                 if class_of[indices[a]] >= 0:
                     split[class_of[indices[a]]] = False
-            _number_classes(rows, cls, ptr[ns], used, class_of, renumber, nc)
+            classes = _number_classes(rows, cls, ptr[ns], used, class_of, renumber, nc)
+            kept += classes * (i - start[ns])
+            held_rows += used * (i - start[ns])
             ns += 1
             if ns >= most:
                 return none, none, none, none
@@ -751,6 +758,68 @@ def _segments(indptr, indices, data, p, width, min_units, split_old):  # pragma:
     ptr[ns] = ptr[ns - 1] + used
     end = ptr[ns]
     return start[: ns + 1].copy(), ptr[: ns + 1].copy(), rows[:end].copy(), cls[:end].copy()
+
+
+def _segments_by_width(indptr, indices, p, width, min_units):  # pragma: no cover
+    """Runs of consecutive units whose entries fall in at most ``width`` rows, each row a
+    class of its own: :func:`_segments` without the classes (one read of the row indices).
+
+    Returns ``(start, ptr, rows, cls)`` as :func:`_segments` does (``cls`` numbering each
+    segment's rows ``0, 1, ...``); all four empty as soon as the segments would average under
+    ``min_units`` units, judged after a sixteenth of the units and at the end (a unit alone
+    with more rows is a segment).
+    """
+    n = indptr.shape[0] - 1
+    most = n // max(1, min_units) + 1
+    start = np.empty(most + 1, dtype=np.int64)
+    ptr = np.empty(most + 1, dtype=np.int64)
+    rows = np.empty(max(16, 4 * width), dtype=np.int64)
+    mark = np.full(p, -1, dtype=np.int64)
+    none = np.empty(0, dtype=np.int64)
+    ns = 0
+    start[0] = 0
+    ptr[0] = 0
+    used = 0  # rows of the open segment: rows[ptr[ns]:ptr[ns] + used]
+    for i in range(n):
+        if i == n // 16 and ns * min_units > i:  # a sixteenth read already says no
+            return none, none, none, none
+        need = ptr[ns] + used + indptr[i + 1] - indptr[i]
+        if need > rows.shape[0]:
+            grown = np.empty(2 * need, dtype=np.int64)
+            grown[: ptr[ns] + used] = rows[: ptr[ns] + used]
+            rows = grown
+        before = used
+        for a in range(indptr[i], indptr[i + 1]):  # (one read of the unit in the common case)
+            r = indices[a]
+            if mark[r] != ns:
+                mark[r] = ns
+                rows[ptr[ns] + used] = r
+                used += 1
+        if before == 0 or used <= width:
+            continue
+        used = before  # unit i opens the next segment
+        rows[ptr[ns] : ptr[ns] + used].sort()
+        ns += 1
+        if ns >= most:
+            return none, none, none, none
+        start[ns] = i
+        ptr[ns] = ptr[ns - 1] + used
+        used = 0
+        for a in range(indptr[i], indptr[i + 1]):
+            r = indices[a]
+            if mark[r] != ns:
+                mark[r] = ns
+                rows[ptr[ns] + used] = r
+                used += 1
+    rows[ptr[ns] : ptr[ns] + used].sort()
+    ns += 1
+    start[ns] = n
+    ptr[ns] = ptr[ns - 1] + used
+    cls = np.empty(ptr[ns], dtype=np.int64)
+    for s in range(ns):
+        for t in range(ptr[s], ptr[s + 1]):
+            cls[t] = t - ptr[s]
+    return start[: ns + 1].copy(), ptr[: ns + 1].copy(), rows[: ptr[ns]].copy(), cls
 
 
 def _rmatvec(indptr, indices, data, lam, out):  # pragma: no cover - compiled
@@ -879,6 +948,7 @@ def _row_absmax(indices, data, p):  # pragma: no cover - compiled
 EVALUATE = _compile(_evaluate)
 GRAM_UPPER = _compile(_gram_upper)
 SEGMENTS = numba.njit(cache=True, nogil=True)(_segments)
+SEGMENTS_BY_WIDTH = numba.njit(cache=True, nogil=True)(_segments_by_width)
 SYMMETRIZE = _compile(_symmetrize)
 SYMMETRIZE_PATTERN = _compile(_symmetrize_pattern)
 GRAM_PATTERN = numba.njit(cache=True, nogil=True)(_gram_pattern)
@@ -900,7 +970,8 @@ def warm() -> float:
         indptr = np.array([0, 2, 3], dtype=itype)
         indices = np.array([0, 1, 1], dtype=itype)
         rowpos = np.array([0, 1], dtype=np.int64)
-        seg = SEGMENTS(indptr, indices, data, 2, 64, 1, True)
+        seg = SEGMENTS(indptr, indices, data, 2, 64, 1, 0.75)
+        SEGMENTS_BY_WIDTH(indptr, indices, 2, 64, 1)
         ent_ptr = np.zeros(3, dtype=np.int64)
         ent = (ent_ptr, np.empty(3, dtype=np.int32), np.empty(3))
         for k in (0, 1):

@@ -150,8 +150,8 @@ def row_segments(Xc: sp.csc_matrix) -> Segments:
     spreads them over its rows (14 classes for a district's 40 rows: a sixth of the pairs).
     The classes are exact (equal values on every unit of the run), so any matrix may have
     them; the runs end where an established class splits (a district's end), unless that
-    leaves more than :data:`CLASS_SHARE` of the rows as classes, when they end by width
-    alone.
+    leaves more than :data:`CLASS_SHARE` of the rows as classes (judged after a sixteenth of
+    the units, and at the end), when they end by width alone, each row its own class.
 
     Returns
     -------
@@ -165,27 +165,25 @@ def row_segments(Xc: sp.csc_matrix) -> Segments:
         stops there).
     """
     nb = compiled()
-    p = Xc.shape[0]
-    if nb is None or Xc.nnz < SERIAL_NNZ or p <= SEGMENT_ROWS:
+    if nb is None or Xc.nnz < SERIAL_NNZ or Xc.shape[0] <= SEGMENT_ROWS:
         return NO_SEGMENTS
-    seg = _cut(nb, Xc, True)
-    if seg[0].size and class_share(seg) > CLASS_SHARE:
-        seg = _cut(nb, Xc, False)
+    p, rows, units = Xc.shape[0], SEGMENT_ROWS, SEGMENT_UNITS
+    seg = _cut(Xc, lambda part: nb.SEGMENTS(part, Xc.indices, Xc.data, p, rows, units, CLASS_SHARE))
+    if seg[0].size == 0 or class_share(seg) > CLASS_SHARE:  # (the classes gave up or do not pay)
+        seg = _cut(Xc, lambda part: nb.SEGMENTS_BY_WIDTH(part, Xc.indices, p, rows, units))
     return seg
 
 
-def _cut(nb, Xc: sp.csc_matrix, split_old: bool) -> Segments:
-    """The compiled cut of :func:`row_segments`, one part of the units (by non-zeros) per
-    thread, each cut alone (a run may end at a part's end) and joined in order."""
+def _cut(Xc: sp.csc_matrix, kernel: Callable[[np.ndarray], Segments]) -> Segments:
+    """A compiled cut of :func:`row_segments` (``kernel`` of a part's ``indptr``), one part of
+    the units (by non-zeros) per thread, each cut alone (a run may end at a part's end) and
+    joined in order; empty when a part gives up."""
     n, nnz = Xc.shape[1], Xc.nnz
     ends = np.searchsorted(Xc.indptr, np.linspace(0, nnz, threads(nnz) + 1)[1:-1])
     ends = np.unique(np.concatenate([[0], ends, [n]]))
 
     def cut(k: int) -> Segments:
-        part = Xc.indptr[ends[k] : ends[k + 1] + 1]
-        return nb.SEGMENTS(
-            part, Xc.indices, Xc.data, Xc.shape[0], SEGMENT_ROWS, SEGMENT_UNITS, split_old
-        )
+        return kernel(Xc.indptr[ends[k] : ends[k + 1] + 1])
 
     with ThreadPoolExecutor(ends.size - 1) as pool:  # (the kernel releases the GIL)
         parts = list(pool.map(cut, range(ends.size - 1)))
