@@ -612,6 +612,16 @@ def _number_classes(rows, cls, b, used, class_of, renumber, nc):  # pragma: no c
 
 
 @numba.njit(cache=True, inline="always")
+def _next_segment(start, ptr, ns, i, used):  # pragma: no cover - compiled
+    """Opens segment ``ns + 1`` at unit ``i`` after ``used`` rows of segment ``ns``; returns
+    its number (``start``, ``ptr`` hold one more place than the most segments allowed)."""
+    ns += 1
+    start[ns] = i
+    ptr[ns] = ptr[ns - 1] + used
+    return ns
+
+
+@numba.njit(cache=True, inline="always")
 def _grown(a, keep, size):  # pragma: no cover - compiled
     """``a`` grown to ``size`` entries, its first ``keep`` kept."""
     out = np.empty(size, dtype=a.dtype)
@@ -715,11 +725,9 @@ def _segments(indptr, indices, data, p, width, min_units, share):  # pragma: no 
             classes = _number_classes(rows, cls, ptr[ns], used, class_of, renumber, nc)
             kept += classes * (i - start[ns])
             held_rows += used * (i - start[ns])
-            ns += 1
+            ns = _next_segment(start, ptr, ns, i, used)
             if ns >= most:
                 return none, none, none, none
-            start[ns] = i
-            ptr[ns] = ptr[ns - 1] + used
             used = 0
             nc = 0
             continue
@@ -799,11 +807,9 @@ def _segments_by_width(indptr, indices, p, width, min_units):  # pragma: no cove
             continue
         used = before  # unit i opens the next segment
         rows[ptr[ns] : ptr[ns] + used].sort()
-        ns += 1
+        ns = _next_segment(start, ptr, ns, i, used)
         if ns >= most:
             return none, none, none, none
-        start[ns] = i
-        ptr[ns] = ptr[ns - 1] + used
         used = 0
         for a in range(indptr[i], indptr[i + 1]):
             r = indices[a]
