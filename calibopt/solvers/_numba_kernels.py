@@ -274,12 +274,13 @@ def _width(seg_ptr):  # pragma: no cover - compiled
 def _place_classes(seg_rows, seg_cls, r0, p, loc, on):  # pragma: no cover - compiled
     """Places the representatives of the classes of the segment's rows ``seg_rows[r0:r0 +
     p]`` (each class's first row) at the classes' numbers in ``loc`` (``on``; else back to
-    -1); the other rows stay at -1 (a unit's entries there repeat a representative's).
-    Returns the number of classes."""
+    -1; ``loc`` empty: only counts them); the other rows stay at -1 (a unit's entries there
+    repeat a representative's). Returns the number of classes."""
     nc = 0
     for k in range(p):
         if seg_cls[r0 + k] == nc:  # (numbered in the order of their first rows)
-            loc[seg_rows[r0 + k]] = nc if on else -1
+            if loc.shape[0]:
+                loc[seg_rows[r0 + k]] = nc if on else -1
             nc += 1
     return nc
 
@@ -393,7 +394,7 @@ def _evaluate(
         s0, s1 = _spans(seg_start, n, c, nchunks)
         for s in range(s0, s1):  # each with its own multipliers and estimates, by class
             r0, p = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
-            nc = seg_cls[r0 : r0 + p].max() + 1
+            nc = _place_classes(seg_rows, seg_cls, r0, p, seg_cls[:0], False)
             if gram:
                 _zero_upper(L, nc)
             lam_s[:nc] = 0.0
@@ -547,7 +548,7 @@ def _gram_upper(
             continue
         loc = np.full(p_all, -1, dtype=np.int64)
         L = np.empty((width, width))
-        every = np.empty(0, dtype=np.int64)
+        own_places = np.empty(0, dtype=np.int64)  # (every row in play, in its own place)
         s0, s1 = _spans(seg_start, n, c, nchunks)
         for s in range(s0, s1):
             r0, p = seg_ptr[s], seg_ptr[s + 1] - seg_ptr[s]
@@ -558,7 +559,7 @@ def _gram_upper(
                     pos, xs = _room(pos, xs, a1 - a0)
                     k = _gather(loc, indices, data, a0, a1, pos, xs)
                     _pairs(L, pos, xs, 0, k, v[i])
-            _close_segment(seg_rows, seg_cls, r0, p, L, G, every)
+            _close_segment(seg_rows, seg_cls, r0, p, L, G, own_places)
             _place_classes(seg_rows, seg_cls, r0, p, loc, False)
 
 

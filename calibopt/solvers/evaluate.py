@@ -15,9 +15,9 @@ and the pass sums theirs directly); at ``lambda = 0`` with every unit free the b
 evaluation, without a pass. A local-area matrix's units come area by area, so the pass sums
 a run of units (a segment, :func:`~calibopt.solvers.kernels.row_segments`) in a small local
 matrix first, once per class of rows that repeat one another on it; only pairs of rows
-sharing a segment can then be non-zero in the Newton matrix (:attr:`Evaluator.pattern`: 0.5M
-of the national matrix's 35M places), and only those are
-zeroed before a pass, completed after it and gathered for the sparse LU. Custom distances,
+sharing a segment can then be non-zero in the Newton matrix (:attr:`Evaluator.pattern`: 0.38M
+of the national matrix's 35M places), and only those are zeroed before a pass, completed
+after it and gathered for the sparse LU. Custom distances,
 and every distance until numba has its kernels cached (:mod:`calibopt.solvers._kernel_cache`),
 compose the same quantities from the separate kernels and the distance's own NumPy functions.
 When X holds categorical margins,

@@ -130,6 +130,7 @@ splits to pay (each segment costs its rows squared to add up)."""
 NO_SEGMENTS = (np.empty(0, dtype=np.int64),) * 4
 """What :func:`row_segments` returns for a matrix it does not cut."""
 Segments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""``(start, ptr, rows, cls)`` of :func:`row_segments`."""
 NO_ENTRIES = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), np.empty(0))
 """What :func:`class_entries` returns without segments."""
 NO_PATTERN = (np.empty(0, dtype=np.int64),) * 2
