@@ -16,6 +16,11 @@ calibopt's dual Newton (``--cases newton``):
 * ``passes`` -- no fit: the seconds of one raking pass of each kind (with the Newton matrix on
   every row, on the rows an exact fit keeps, without it, the plain weighted Gram).
 
+Narrow bands (``--cases narrow``, not part of ``all``): ``bands-narrow-<linear|raking>`` (0.1%)
+and ``bands-narrower-<linear|raking>`` (0.01%), noiseless, ``fallback=None`` as every case here:
+where the interior point's steps stay short, the answer is the exact solution at the bands'
+middles (``within_tolerance``); run them on the ``small`` and ``default`` sizes.
+
 With ``--baseline`` the two checkouts run in turns (``--repeat`` pairs, median): the first
 process of a pair runs measurably slower on a virtual machine (fresh pages), so each goes
 first every other time. ``--again K`` (Newton cases) calibrates ``K`` more times in the same
@@ -56,7 +61,7 @@ the package at PATH (e.g. the main checkout) in the same run, and the table show
 Usage::
 
     flock /tmp/calibopt-heavy.lock python benchmarks/bench_national.py
-        [--sizes small default full] [--cases all|newton|peers|LIST]
+        [--sizes small default full] [--cases all|newton|peers|narrow|LIST]
         [--baseline /path/to/other/checkout] [--baseline-cases exact-linear,exact-raking]
         [--timeout 300] [--peer-timeout 600] [--mem-cap-gib 14] [--cache DIR] [--again K]
         [--hc-epochs 2000] [--hc-lambda-l0 X] [--hc-lr X] [--hc-no-repair]
@@ -123,6 +128,16 @@ GROUPS = {
     "newton": [k for k, c in CASES.items() if c.solver is None],
     "peers": [k for k, c in CASES.items() if c.solver is not None],
 }
+# narrow bands, where the interior point's steps stay short and the bands' middles answer
+# (not in "all": run them by name or as "narrow", e.g. on the small and default sizes)
+NARROW = {
+    "bands-narrow-linear": Case(0.0, 0.001, "linear", None),
+    "bands-narrow-raking": Case(0.0, 0.001, "raking", None),
+    "bands-narrower-linear": Case(0.0, 0.0001, "linear", None),
+    "bands-narrower-raking": Case(0.0, 0.0001, "raking", None),
+}
+GROUPS["narrow"] = list(NARROW)
+CASES |= NARROW
 
 
 # ---------------------------------------------------------------------------- matrices
@@ -398,7 +413,9 @@ def main(argv=None) -> int:
     ap.add_argument("--build", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--build-groups", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--sizes", nargs="+", default=["default", "full"])
-    ap.add_argument("--cases", default="all", help="all, newton, peers or case names (comma list)")
+    ap.add_argument(
+        "--cases", default="all", help="all, newton, peers, narrow or case names (comma list)"
+    )
     ap.add_argument("--baseline", type=Path, help="another checkout to run side by side")
     ap.add_argument("--baseline-cases", default="exact-linear,exact-raking")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per Newton case")

@@ -118,6 +118,8 @@ def test_probe_has_a_time_budget(monkeypatch):
     from calibopt.solvers import bands
 
     monkeypatch.setattr(bands, "_slow", lambda history, gaps: True)
+    # (the bands' middles would prove feasibility without the LP: left out here)
+    monkeypatch.setattr(bands, "_middles", lambda *a, **k: False)
     budgets = []
     real_bands = bands.newton_bands
 
@@ -130,6 +132,48 @@ def test_probe_has_a_time_budget(monkeypatch):
     assert len(budgets) == 1 and budgets[0] >= bands.PROBE_SECONDS
     assert r.status == "optimal"
     check_kkt(p, r, "raking")
+
+
+@pytest.mark.parametrize("method", ["linear", "raking"])
+def test_tight_bands_stall_returns_the_middles(monkeypatch, small_country, method):
+    """Bands of 0.01% on the small country: the interior point's steps stay short (the
+    slacks of a few near-dependent targets block them) and it stalls. Its slow start tries
+    the exact solution at the bands' middles first: those weights meet every band, so
+    neither the LP probe nor the certificate runs, and without a fallback they are the
+    answer (``within_tolerance``: not the band program's optimum)."""
+    import calibopt.formulations.distance_prepare as dp
+
+    calls = []
+    monkeypatch.setattr(dp.Prepared, "certify", lambda *a, **k: calls.append(k) or 0.0)
+    p = small_country.to_problem(default_tolerance=1e-4)
+    r = co.calibrate(p, method=method, fallback=None)
+    assert calls == []
+    assert r.status == "within_tolerance" and r.info["weights_from"] == "bands' middles"
+    assert "stalled" in r.message and "bands' middles" in r.message
+    assert r.fit.ok and r.info["middles_iterations"] >= 1
+    # the middles are the targets: the weights are the exact fit's (an independent run)
+    exact = co.calibrate(small_country.to_problem(default_tolerance=0.0), method=method)
+    assert exact.status == "optimal"
+    np.testing.assert_allclose(r.weights, exact.weights, rtol=1e-8, atol=1e-8)
+
+
+def test_tight_bands_failed_fallback_keeps_the_middles(monkeypatch, small_country):
+    """With a fallback that fails, the certificate is still skipped (the middles proved the
+    problem feasible) and the middles' weights are returned, the failure named."""
+    import calibopt.formulations.distance as distance
+    import calibopt.formulations.distance_prepare as dp
+
+    calls = []
+    monkeypatch.setattr(dp.Prepared, "certify", lambda *a, **k: calls.append(k) or 0.0)
+
+    def broken(*a, **k):
+        raise RuntimeError("no solver here")
+
+    monkeypatch.setattr(distance, "solve_cvxpy", broken)
+    r = co.calibrate(small_country.to_problem(default_tolerance=1e-4), method="linear")
+    assert calls == [] and r.status == "within_tolerance"
+    assert "fallback failed too (RuntimeError: no solver here)" in r.message
+    assert r.info["weights_from"] == "bands' middles" and r.fit.ok
 
 
 def nested_problem(seed: int, n_districts: int = 4, n: int = 400):

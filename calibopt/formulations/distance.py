@@ -101,8 +101,9 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
             f"; {len(dropped)} target(s) linearly dependent on others were left out of the "
             f"Newton system (their totals are consistent, so they are met too): {dropped[:10]}"
         )
+    witness = info.pop("witness", None)
     if not out.converged:
-        if penalty is None:
+        if penalty is None and witness is None:
             # classify the failure: an LP over all targets proves infeasibility, naming them
             prep.certify(problem)
         if fallback is not None and prep.dist.has_objective:
@@ -122,7 +123,16 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
                 )
                 res.info["newton_history"] = out.history
                 return res
-        elif penalty is None:
+        if witness is not None:
+            # weights that meet every band: the exact solution at the bands' middles
+            out.g, lam = witness[0], prep.unscale_multipliers(witness[1])
+            message += (
+                "; returned instead the exact solution at the bands' middles, which meets "
+                "every band but is not the optimum of the band program (try "
+                "solver='CLARABEL' for it)"
+            )
+            info["weights_from"] = "bands' middles"
+        elif not (fallback is not None and prep.dist.has_objective) and penalty is None:
             message += (
                 "; an LP check finds weights within the bounds that meet the targets, so the "
                 "problem is feasible: raise max_iter, or try solver='CLARABEL'"
@@ -222,7 +232,10 @@ _OPTIONS_DOC = """
     fallback : str or None
         cvxpy solver used when Newton stalls on a feasible problem (default ``"CLARABEL"``;
         the result's solver then reads ``"newton+CLARABEL"``); None returns the stopped
-        Newton result instead.
+        Newton result instead. With tolerance bands whose interior point stalled, the exact
+        solution at the bands' middles is returned instead when it meets every band (status
+        ``"within_tolerance"``, ``info["weights_from"] == "bands' middles"``), also when the
+        fallback fails.
     verbose : bool
         Solver output for cvxpy solvers.
 """
