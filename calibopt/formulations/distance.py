@@ -106,7 +106,8 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
         if penalty is None and witness is None:
             # classify the failure: an LP over all targets proves infeasibility, naming them
             prep.certify(problem)
-        if fallback is not None and prep.dist.has_objective:
+        use_fallback = fallback is not None and prep.dist.has_objective
+        if use_fallback:
             # feasible, but the semi-smooth Newton method did not converge (degenerate
             # problems: more binding bands and bounds than free units); an interior-point
             # solver takes the same model
@@ -132,7 +133,7 @@ def _solve_newton(problem, prep, method, *, epsilon, max_iter, penalty, dense_li
                 "solver='CLARABEL' for it)"
             )
             info["weights_from"] = "bands' middles"
-        elif not (fallback is not None and prep.dist.has_objective) and penalty is None:
+        elif not use_fallback and penalty is None:
             message += (
                 "; an LP check finds weights within the bounds that meet the targets, so the "
                 "problem is feasible: raise max_iter, or try solver='CLARABEL'"

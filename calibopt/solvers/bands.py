@@ -370,9 +370,10 @@ def newton_bands(
             # weights meeting every band prove the problem feasible without the LP
             if _middles(engine, it.mid, band_lower, band_upper, scale, epsilon, info):
                 probe = None
-            ev.set_rows(rows)
-            ev.composed = not dense
-            E = ev(it.lam, slot, gram=speculate)
+            if info.get("middles_iterations") is not None:  # (its Newton used the evaluator)
+                ev.set_rows(rows)
+                ev.composed = not dense
+                E = ev(it.lam, slot, gram=speculate)
             if probe is not None:
                 probe(max(PROBE_SECONDS, PROBE_FACTOR * (time.perf_counter() - t0)))
                 probe = None
@@ -418,15 +419,15 @@ def newton_bands(
 def _middles(engine: DualNewton, mid, lo, hi, scale, epsilon, info: dict[str, Any]) -> bool:
     """Exact Newton to the bands' middles (at most :data:`MIDDLES_ITERATIONS` iterations).
 
-    Records ``info["middles_iterations"]`` (0 when the middles contradict one another on
-    dependent targets) and, when its weights meet every band, ``info["witness"] = (g,
-    lambda)``; returns whether they do.
+    Records ``info["middles_iterations"]`` (None when the middles contradict one another on
+    dependent targets: no Newton runs) and, when its weights meet every band,
+    ``info["witness"] = (g, lambda)``; returns whether they do.
     """
     p, n = mid.size, engine.d.size
     glo = np.broadcast_to(-np.inf if engine.lo is None else engine.lo, (n,))
     ghi = np.broadcast_to(np.inf if engine.hi is None else engine.hi, (n,))
     names = [f"target {j}" for j in range(p)]
-    info["middles_iterations"] = 0
+    info["middles_iterations"] = None
     try:
         out, lam, _ = newton_exact(
             engine, mid, names, glo, ghi, epsilon=epsilon, max_iter=MIDDLES_ITERATIONS
